@@ -1,0 +1,1 @@
+"""distill-ray: reasoning-distillation studies end to end on Ray (see README.md)."""

@@ -1,0 +1,301 @@
+"""Typed, strict models of a sweep file, and the loader that turns YAML plus `key.path=value` overrides into them.
+
+    from distill_ray.config import load_sweep
+    sweep = load_sweep("sweeps/local.yaml", ["training.learning_rate=1e-3"])
+
+Every model forbids unknown keys. Any problem (unknown key, wrong type, value out of range, missing file, unknown
+built-in architecture) raises `ConfigError`, whose message names the file, the key path and the reason; the CLI turns
+it into exit code 2 before Ray starts. Relative paths in a sweep file are resolved against the file's folder.
+Validation checks shapes and local files only: it does not contact a provider or a model hub.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distill_ray.problems.sources import ProblemSourceConfig
+
+BUILTIN_STUDENTS = ("builtin:tiny-llama", "builtin:tiny-qwen3-moe")
+BUILTIN_BENCHMARKS = {"mini-math": "math", "mini-code": "code"}
+PUBLIC_BENCHMARKS = {"math500": "math", "mbppplus": "code"}
+
+
+class ConfigError(ValueError):
+    """A sweep file that cannot run; the message names the file, the key path and the reason."""
+
+    def __init__(self, file: str, key: str, reason: str):
+        self.file, self.key, self.reason = file, key, reason
+        super().__init__(f"{file}: {key}: {reason}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SamplingConfig(Strict):
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(8192, ge=1)
+
+
+class PriceConfig(Strict):
+    """Dollars per million tokens, used to estimate cost where the provider reports none."""
+
+    input_per_mtok: float = Field(0.0, ge=0.0)
+    output_per_mtok: float = Field(0.0, ge=0.0)
+
+
+class TeacherConfig(Strict):
+    provider: Literal["builtin", "openrouter", "openai-compatible"] = "openai-compatible"
+    base_url: str | None = None  # required unless provider == builtin (the sweep starts that server)
+    model: str
+    api_key_env: str | None = None  # the *name* of the environment variable holding the key, never the key
+    sampling: SamplingConfig = SamplingConfig()
+    samples_per_problem: int = Field(1, ge=1, le=64)
+    n_in_one_request: bool = False  # ask for all samples with `n` in one request (not every provider supports it)
+    concurrency: int = Field(32, ge=1, le=4096)
+    actors: int = Field(1, ge=1, le=256)
+    max_rps: float | None = Field(None, gt=0)
+    max_tokens_per_minute: float | None = Field(None, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=50)
+    retry_base_delay_s: float = Field(0.5, ge=0.0)  # exponential backoff with full jitter, from this base ...
+    retry_max_delay_s: float = Field(30.0, ge=0.0)  # ... up to this cap (a 429's Retry-After overrides both)
+    max_cost_usd: float | None = Field(None, ge=0)
+    price: PriceConfig = PriceConfig()
+    extra_body: dict[str, Any] = {}  # provider-specific request fields, e.g. {"reasoning": {"effort": "high"}}
+    truncation_policy: Literal["drop", "keep", "retry"] = "drop"
+    retry_max_tokens_cap: int = Field(32768, ge=1)
+    correct_rate: float | None = Field(None, ge=0.0, le=1.0)  # builtin only: how often the simulated teacher is right
+    style: Literal["concise", "verbose"] | None = None  # builtin only
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> TeacherConfig:
+        if self.provider == "builtin":
+            if self.style is None or self.correct_rate is None:
+                raise ValueError("a builtin teacher needs 'style' and 'correct_rate'")
+        else:
+            if not self.base_url:
+                raise ValueError("base_url is required for a remote teacher")
+            if self.style is not None or self.correct_rate is not None:
+                raise ValueError("'style' and 'correct_rate' apply only to provider: builtin")
+        return self
+
+
+class LoraConfig(Strict):
+    r: int = Field(32, ge=1, le=1024)
+    alpha: float = Field(64.0, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    expert_lora: bool = False  # Qwen3-MoE: also adapt the fused expert weights (PEFT target_parameters)
+
+
+class StudentConfig(Strict):
+    model: str  # a Hugging Face model id, a local path, or one of BUILTIN_STUDENTS
+    revision: str | None = None
+    lora: LoraConfig = LoraConfig()
+    deepspeed_stage: Literal[0, 2, 3] = 0  # 0: plain DDP / single process
+    num_workers: int = Field(1, ge=1, le=512)
+    gpus_per_worker: float = Field(0.0, ge=0.0)
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    gradient_checkpointing: bool = False
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+
+    @field_validator("model")
+    @classmethod
+    def _known_builtin(cls, value: str) -> str:
+        if value.startswith("builtin:") and value not in BUILTIN_STUDENTS:
+            raise ValueError(f"unknown built-in student architecture {value!r}; known: {', '.join(BUILTIN_STUDENTS)}")
+        return value
+
+
+class DomainConfig(Strict):
+    verifier: Literal["math", "code"]
+    source: ProblemSourceConfig
+
+
+class TrainingConfig(Strict):
+    samples: int = Field(25_000, ge=1)  # training examples consumed; steps = samples / global_batch
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    global_batch: int = Field(50, ge=1)
+    micro_batch: int = Field(8, ge=1)
+    max_length: int = Field(4096, ge=16)
+    checkpoint_every: int = Field(100, ge=1)  # steps
+    packing: bool = True
+    seed: int = 0
+    max_failures: int = Field(2, ge=0)
+
+    @property
+    def steps(self) -> int:
+        return max(1, self.samples // self.global_batch)
+
+
+class BenchmarkConfig(Strict):
+    name: str  # one of BUILTIN_BENCHMARKS or PUBLIC_BENCHMARKS
+    path: str | None = None  # local file; default: the public source (downloaded, pinned, cached)
+    subset: int | None = Field(None, ge=1)  # first N items (seeded shuffle), for quick runs
+    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in BUILTIN_BENCHMARKS and value not in PUBLIC_BENCHMARKS:
+            known = ", ".join([*BUILTIN_BENCHMARKS, *PUBLIC_BENCHMARKS])
+            raise ValueError(f"unknown benchmark {value!r}; known: {known}")
+        return value
+
+    @property
+    def domain(self) -> str:
+        return {**BUILTIN_BENCHMARKS, **PUBLIC_BENCHMARKS}[self.name]
+
+
+class EvaluationConfig(Strict):
+    benchmarks: list[BenchmarkConfig]
+    backend: Literal["transformers", "vllm"] = "transformers"
+    max_new_tokens: int = Field(4096, ge=1)
+    batch_size: int = Field(32, ge=1)
+    evaluate_base: bool = True
+
+
+class GridConfig(Strict):
+    teachers: list[str]
+    students: list[str]
+    domains: list[str]
+    extra: dict[str, list[Any]] = {}  # dotted key path -> values, e.g. {"training.learning_rate": [1e-4, 2e-4]}
+
+
+class TeacherServerConfig(Strict):
+    host: Literal["127.0.0.1", "localhost", "::1"] = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)  # 0: any free port
+
+
+class SweepConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    storage: str  # local path, NFS path or s3:// URI; the experiment lives in storage/name
+    seed: int = 0
+    teacher_server: TeacherServerConfig | None = None
+    teachers: dict[str, TeacherConfig]
+    students: dict[str, StudentConfig]
+    domains: dict[str, DomainConfig]
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig
+    grid: GridConfig
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    # Resources of each trial's driver (the process that launches Ray Train and evaluates); on a cluster, a custom
+    # resource that only on-demand nodes advertise keeps drivers off spot workers (see cluster.yaml).
+    trial_resources: dict[str, float] = {"CPU": 1.0}
+    allow_network_risk: bool = False  # run untrusted code even where the sandbox cannot cut the network
+
+    @model_validator(mode="after")
+    def _grid_names_exist(self) -> SweepConfig:
+        for axis, table in (("teachers", self.teachers), ("students", self.students), ("domains", self.domains)):
+            for name in getattr(self.grid, axis):
+                if name not in table:
+                    raise ValueError(f"grid.{axis} names {name!r}, which is not defined under {axis}")
+        if any(t.provider == "builtin" for t in self.teachers.values()) and self.teacher_server is None:
+            raise ValueError("a builtin teacher needs a teacher_server section")
+        for key in self.grid.extra:
+            if not key.startswith(("training.", "students.", "teachers.", "evaluation.")):
+                raise ValueError(f"grid.extra key {key!r} must start with training., students., teachers. "
+                                 "or evaluation.")
+        return self
+
+    def experiment_dir(self) -> str:
+        return os.path.join(self.storage, self.name) if "://" not in self.storage else f"{self.storage}/{self.name}"
+
+
+def _set_dotted(data: dict, dotted: str, value: Any, file: str) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(file, dotted, f"cannot set a key inside {part!r}, which is not a mapping")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str], file: str) -> dict:
+    """Apply `key.path=value` strings (values parsed as YAML scalars or lists) to a raw sweep mapping."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(file, item, "an override must look like key.path=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw), file)
+    return data
+
+
+def _resolve_paths(data: Any, base: Path) -> None:
+    """Make relative local paths (keys named 'path') absolute against the sweep file's folder."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("path", "storage") and isinstance(value, str) and value and "://" not in value:
+                if not os.path.isabs(value):
+                    data[key] = str((base / value).resolve())
+            else:
+                _resolve_paths(value, base)
+    elif isinstance(data, list):
+        for item in data:
+            _resolve_paths(item, base)
+
+
+def _check_files(sweep: SweepConfig, file: str) -> None:
+    for name, domain in sweep.domains.items():
+        path = getattr(domain.source, "path", None)
+        if path and not os.path.exists(path):
+            raise ConfigError(file, f"domains.{name}.source.path", f"file not found: {path}")
+    for i, bench in enumerate(sweep.evaluation.benchmarks):
+        if bench.path and not os.path.exists(bench.path):
+            raise ConfigError(file, f"evaluation.benchmarks.{i}.path", f"file not found: {bench.path}")
+
+
+def sweep_from_dict(data: dict, file: str = "<sweep>") -> SweepConfig:
+    try:
+        sweep = SweepConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        reason = error["msg"]
+        if error["type"] == "extra_forbidden":
+            reason = "unknown key"
+        if len(exc.errors()) > 1:
+            reason += f" (and {len(exc.errors()) - 1} more problem(s))"
+        raise ConfigError(file, key, reason) from None
+    _check_files(sweep, file)
+    return sweep
+
+
+def load_sweep(path: str, overrides: list[str] | None = None) -> SweepConfig:
+    """Read, override, resolve and validate a sweep file; raises ConfigError on any problem."""
+    if not os.path.isfile(path):
+        raise ConfigError(path, "(file)", "sweep file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "(file)", f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "(top level)", "a sweep file must be a mapping")
+    apply_overrides(data, overrides or [], path)
+    _resolve_paths(data, Path(path).resolve().parent)
+    return sweep_from_dict(data, path)
+
+
+def trial_config(sweep: SweepConfig, extra: dict[str, Any]) -> SweepConfig:
+    """The sweep with one trial's extra-axis values applied (validated again, so a bad value fails loudly)."""
+    if not extra:
+        return sweep
+    data = sweep.model_dump()
+    for key, value in extra.items():
+        _set_dotted(data, key, value, "<grid.extra>")
+    return sweep_from_dict(data, "<grid.extra>")

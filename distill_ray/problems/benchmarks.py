@@ -1,0 +1,227 @@
+"""The two evaluation sets as `Problem` rows: MATH-500 and MBPP+ (for decontamination and for evaluation).
+
+What it does
+  `load_math500(path)` reads the Hugging Face MATH-500 schema (problem, solution, answer, subject, level, unique_id)
+  from JSONL, JSON or Parquet; id = unique_id, prompt = problem + the \\boxed{} instruction, answer = answer.
+  `load_mbppplus(path)` reads evalplus's MbppPlus release (.jsonl or .jsonl.gz); id = task_id, prompt = the task
+  text with its example assert (as MBPP shows it) + the code-block instruction, tests = an "assert" spec built from
+  the `assertion` field (its imports become setup), entry point from `entry_point`. `load_mbppplus_raw` returns the
+  rows untouched (plus inputs, contracts, atol) for evalplus-style scoring.
+  With `path=None` the pinned public file is downloaded once into the cache (`cache_dir`, else
+  $DISTILL_RAY_CACHE/benchmarks, else ~/.cache/distill_ray/benchmarks) and checked against its sha256.
+
+How to run it
+  load_math500("/data/math500.jsonl"); load_mbppplus(None)   # the second downloads MbppPlus v0.2.0 once
+
+What it does not guarantee
+  The MATH-500 pin is the sha256 of the hub's test.jsonl at the pinned revision as copied to this project's shared
+  benchmark folder; if the hub ever serves different bytes at that revision the download fails closed (pass a local
+  path instead). Bad rows raise `ProblemSourceError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill_ray.problems.sources import (
+    DEFAULT_CODE_INSTRUCTION,
+    DEFAULT_MATH_INSTRUCTION,
+    ProblemSourceError,
+    build_test_spec,
+)
+from distill_ray.records import Problem
+
+
+@dataclass(frozen=True)
+class PinnedFile:
+    """A public file identified by its bytes: where to fetch it, its sha256, the cache file name."""
+
+    url: str
+    sha256: str
+    filename: str
+
+
+MATH500_FILE = PinnedFile(
+    url="https://huggingface.co/datasets/HuggingFaceH4/MATH-500/resolve/ff5b20257d8185524591543f8ff5993951537bb8/test.jsonl",
+    sha256="35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132",
+    filename="MATH-500-test.jsonl",
+)
+MBPPPLUS_FILE = PinnedFile(
+    url="https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz",
+    sha256="af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
+    filename="MbppPlus-v0.2.0.jsonl.gz",
+)
+MATH500_FIELDS = ("problem", "solution", "answer", "subject", "level", "unique_id")
+MBPPPLUS_FIELDS = ("task_id", "prompt", "entry_point", "assertion")
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("DISTILL_RAY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill_ray")
+    return Path(root) / "benchmarks"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _urlopen_download(url: str, dest: Path) -> None:
+    with urllib.request.urlopen(url, timeout=120) as response, open(dest, "wb") as out:
+        shutil.copyfileobj(response, out)
+
+
+def fetch_pinned(
+    pinned: PinnedFile,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: Callable[[str, Path], None] = _urlopen_download,
+) -> Path:
+    """The cached copy of a pinned file, downloading it first when absent; ValueError when the bytes differ."""
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = directory / pinned.filename
+    if target.exists():
+        actual = _sha256(target)
+        if actual == pinned.sha256:
+            return target
+        raise ValueError(
+            f"{target}: sha256 {actual} does not match the pin {pinned.sha256}; delete it to download again"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{pinned.filename}.")
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        download(pinned.url, tmp)
+        actual = _sha256(tmp)
+        if actual != pinned.sha256:
+            raise ValueError(f"{pinned.url}: downloaded sha256 {actual} does not match the pin {pinned.sha256}")
+        tmp.replace(target)  # only verified bytes ever sit at the cached name
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line or row number, row) of a JSONL (optionally gzipped), JSON list or Parquet file."""
+    name = path.name
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return list(enumerate(pq.read_table(path).to_pylist(), 1))
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    if name.endswith(".json") and text.lstrip().startswith("["):
+        data = json.loads(text)
+        return list(enumerate(data, 1))
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ProblemSourceError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        rows.append((lineno, row))
+    return rows
+
+
+def _require(path: Path, lineno: int, row: Any, fields: tuple[str, ...]) -> None:
+    if not isinstance(row, dict):
+        raise ProblemSourceError(f"{path}:{lineno}: a row must be a JSON object")
+    for name in fields:
+        if name not in row or row[name] is None:
+            raise ProblemSourceError(f"{path}:{lineno}: missing field {name!r}")
+
+
+def _resolve(path: str | None, pinned: PinnedFile, cache_dir: str | None) -> Path:
+    if path is None:
+        return fetch_pinned(pinned, cache_dir)
+    resolved = Path(os.path.expanduser(path))
+    if not resolved.is_file():
+        raise ProblemSourceError(f"{resolved}: no such file")
+    return resolved
+
+
+def load_math500(path: str | None = None, *, cache_dir: str | None = None) -> list[Problem]:
+    """MATH-500 (or any file in its schema) as math Problem rows with split "math500"."""
+    resolved = _resolve(path, MATH500_FILE, cache_dir)
+    source = "hf:HuggingFaceH4/MATH-500:test" if path is None else str(resolved)
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for lineno, row in _read_rows(resolved):
+        _require(resolved, lineno, row, ("problem", "answer", "unique_id"))
+        uid = str(row["unique_id"])
+        if uid in seen:
+            raise ProblemSourceError(f"{resolved}:{lineno}: field 'unique_id': {uid!r} repeats an earlier row")
+        seen.add(uid)
+        problems.append(
+            Problem(
+                id=uid,
+                domain="math",
+                prompt=f"{str(row['problem']).strip()}\n\n{DEFAULT_MATH_INSTRUCTION}",
+                answer=str(row["answer"]).strip(),
+                tests="",
+                source=source,
+                split="math500",
+            )
+        )
+    return problems
+
+
+def load_mbppplus_raw(path: str | None = None, *, cache_dir: str | None = None) -> list[dict[str, Any]]:
+    """MBPP+ rows exactly as released (task_id, prompt, entry_point, canonical_solution, base_input, plus_input,
+    atol, contract, assertion), for scorers that need the plus inputs."""
+    resolved = _resolve(path, MBPPPLUS_FILE, cache_dir)
+    rows = []
+    for lineno, row in _read_rows(resolved):
+        _require(resolved, lineno, row, MBPPPLUS_FIELDS)
+        rows.append(row)
+    return rows
+
+
+def mbpp_task_text(prompt: str) -> str:
+    """MBPP+'s prompt without its docstring quotes: the task sentence and the example assert."""
+    text = prompt.strip()
+    for quote in ('"""', "'''"):
+        if text.startswith(quote) and text.endswith(quote) and len(text) >= 6:
+            text = text[3:-3]
+    return text.strip()
+
+
+def load_mbppplus(path: str | None = None, *, cache_dir: str | None = None) -> list[Problem]:
+    """MBPP+ (or any file in its schema) as code Problem rows with split "mbppplus" and assert-format tests."""
+    resolved = _resolve(path, MBPPPLUS_FILE, cache_dir)
+    source = "evalplus:MbppPlus-v0.2.0" if path is None else str(resolved)
+    problems: list[Problem] = []
+    for lineno, row in _read_rows(resolved):
+        _require(resolved, lineno, row, MBPPPLUS_FIELDS)
+        try:
+            spec = build_test_spec(str(row["assertion"]), "assert", str(row["entry_point"]))
+        except ValueError as exc:
+            raise ProblemSourceError(f"{resolved}:{lineno}: field 'assertion': {exc}") from None
+        problems.append(
+            Problem(
+                id=str(row["task_id"]),
+                domain="code",
+                prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}",
+                answer="",
+                tests=json.dumps(spec),
+                source=source,
+                split="mbppplus",
+            )
+        )
+    return problems

@@ -1,0 +1,98 @@
+"""Named schemas of the rows that cross stage and Ray boundaries.
+
+Ray Data rows are plain dicts; these TypedDicts are their documentation and the single place a field is named.
+Nested structures that vary by problem (code tests) travel as JSON strings so Arrow never has to unify their types.
+Nothing here validates at run time; the stages that produce a row are responsible for filling every field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+Domain = Literal["math", "code"]
+VerdictName = Literal["pass", "fail", "error"]
+
+
+class Problem(TypedDict):
+    """One problem: the user message a teacher or student answers, and what verification needs."""
+
+    id: str  # unique within its source, stable across runs
+    domain: Domain
+    prompt: str  # the user message, complete (instructions on the answer format included)
+    answer: str  # math: the gold final answer (LaTeX or plain); code: ""
+    tests: str  # code: JSON of a test spec (see below); math: ""
+    source: str  # e.g. "builtin:math", "hf:...", a file path
+    split: str  # "train" or the benchmark name ("mini-math", "math500", ...)
+
+
+# Code test specs (the JSON in Problem.tests), by "format":
+#   {"format": "call", "entry_point": "f", "inputs": [[arg, ...], ...], "outputs": [value, ...], "atol": 0}
+#       values compared by the parent, type-exact; the program never sees the outputs
+#   {"format": "assert", "entry_point": "f", "setup": "", "asserts": ["assert f(1) == 2", ...]}
+#   {"format": "pytest", "test_code": "def test_one():\n    assert f(1) == 2\n"}
+#   {"format": "stdio", "cases": [{"stdin": "...", "stdout": "..."}]}
+
+
+class Trace(TypedDict):
+    """One teacher response to one problem sample, as stored by the generate stage."""
+
+    problem_id: str
+    domain: Domain
+    teacher: str  # the sweep's name for the teacher
+    model: str  # the provider's model id
+    sample_index: int
+    prompt: str
+    prompt_hash: str
+    content: str  # the answer text with any inline <think> block removed
+    reasoning: str  # normalised reasoning text ("" when the provider gave none)
+    text: str  # training format: "<think>{reasoning}</think>\n\n{content}"
+    finish_reason: str
+    truncated: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+    attempts: int
+    response_id: str
+    status: Literal["ok", "failed"]
+    error: str
+
+
+class VerifiedTrace(Trace):
+    """A trace with the verifier's verdict."""
+
+    verdict: VerdictName
+    reason: str  # e.g. "correct", "wrong_answer", "no_box", "timeout", "syntax_error"
+    extracted: str  # the extracted final answer or program
+
+
+class TrainExample(TypedDict):
+    """One supervised example: the prompt (masked from the loss) and the response the student learns."""
+
+    id: str
+    prompt: str
+    response: str  # "<think>…</think>\n\nanswer"
+
+
+class CheckpointInfo(TypedDict):
+    """An adapter checkpoint written by the train stage."""
+
+    step: int
+    samples: int  # training examples consumed so far
+    path: str  # PEFT adapter directory
+    train_loss: float
+
+
+class BenchmarkScore(TypedDict):
+    """One model (base or checkpoint) on one benchmark."""
+
+    benchmark: str
+    step: int  # 0 for the base model
+    samples: int
+    n: int
+    correct: int
+    accuracy: float
+    ci95_low: float
+    ci95_high: float
+    format_failures: int  # responses with no answer in the expected format
+    errors: int  # items the judge could not run (infrastructure), excluded from n after retries
