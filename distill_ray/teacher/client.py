@@ -1,0 +1,565 @@
+"""Async teacher clients: one `TeacherClient` per process sends requests with the official `openai` client.
+
+`generate_traces` makes `TeacherClient` a Ray actor (several of them, each with its share of the concurrency) or, with
+no Ray, runs one in-process. A client gets work items (a problem and the sample indices it still needs, with whatever
+the cache already holds for them) and returns one `Trace` row per sample. For every request it:
+
+- waits for a slot in its `AdaptiveWindow` (per-client concurrency, halved on 429, regrown on success) and in the
+  shared `RateLimiter` (cluster-wide requests/s and tokens/min, leased in chunks);
+- sends one `chat.completions` request (`n` samples in one request, or one request per sample) with a per-request
+  timeout (httpx's read timeout, so a hung provider is cut off; keep it long for long reasoning traces);
+- retries 429 (never before its Retry-After / retry-after-ms), 5xx, 408, timeouts, dropped connections and malformed
+  bodies up to `max_retries`, with exponential backoff and full jitter; other 4xx fail the row at once; 401/403 raise
+  `FatalTeacherError`, which stops the whole job;
+- writes every billed choice to the response cache (fsync'ed) before the row counts as done.
+
+Reasoning is normalised from OpenRouter's `message.reasoning`, DeepSeek's `reasoning_content` or an inline
+`<think>…</think>` (also an unclosed one, and R1's missing opening tag). Cost is the provider's `usage.cost` when it
+reports one, else the price table's estimate. With `n` > 1, usage is split over the choices by their text length.
+
+Not guaranteed: a request that was billed but whose answer never arrived (a connection dropped after the provider
+charged) is paid again on retry; nothing on the client side can see that charge. Budget checks are made before each
+request against a view of the run's spending that is at most one flush interval (0.25 s) old, so in-flight requests
+and that interval may carry spending slightly past `max_cost_usd`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from typing import Any
+
+from distill_ray.teacher.cache import ResponseCache, SegmentWriter, request_key
+from distill_ray.teacher.ratelimit import AdaptiveWindow
+
+SAMPLE_INDEX_HEADER = "X-Distill-Sample-Index"
+DUMMY_API_KEY = "distill-ray-no-key"  # for providers that need no key (builtin, local vLLM)
+FLUSH_INTERVAL_S = 0.25
+
+
+class FatalTeacherError(RuntimeError):
+    """The provider refused us (401/403) or no key is configured: stop before (or without) spending more."""
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind, self.retry_after = kind, retry_after
+
+
+class _Permanent(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class _BudgetStop(Exception):
+    """No new request may start: the budget is spent or the run was interrupted."""
+
+
+STOP_REASONS = {
+    "budget": "budget: max_cost_usd reached before this request was sent",
+    "interrupted": "interrupted: the run was stopped before this request was sent",
+}
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+def messages_for(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": prompt}]
+
+
+def sampling_for(teacher: dict, max_tokens: int) -> dict:
+    """The request parameters that shape an answer (and so belong in the cache key)."""
+    sampling = teacher["sampling"]
+    params = {"temperature": sampling["temperature"], "top_p": sampling["top_p"], "max_tokens": max_tokens}
+    if teacher.get("extra_body"):
+        params["extra_body"] = teacher["extra_body"]
+    return params
+
+
+def resolve_api_key(teacher: dict) -> str:
+    """The key from `os.environ[api_key_env]`; a dummy key when none is needed; FatalTeacherError when it is missing."""
+    env = teacher.get("api_key_env")
+    if not env:
+        return DUMMY_API_KEY
+    value = os.environ.get(env, "")
+    if not value:
+        raise FatalTeacherError(f"teacher {teacher.get('name', teacher['model'])!r}: environment variable {env} "
+                                "is not set or empty; set it to the provider's API key (nothing was sent)")
+    return value
+
+
+_THINK_OPEN = re.compile(r"^\s*<think>", re.S)
+
+
+def normalise_message(message: dict) -> tuple[str, str]:
+    """(reasoning, content) from any of the providers' reasoning formats."""
+    content = message.get("content") or ""
+    if isinstance(content, list):  # content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
+    if not reasoning and isinstance(message.get("reasoning_details"), list):
+        reasoning = "".join(d.get("text", "") for d in message["reasoning_details"] if isinstance(d, dict))
+    inline = ""
+    opened = _THINK_OPEN.match(content)
+    if opened:
+        close = content.find("</think>", opened.end())
+        if close < 0:  # cut off inside the reasoning
+            inline, content = content[opened.end():], ""
+        else:
+            inline, content = content[opened.end():close], content[close + len("</think>"):]
+    elif "</think>" in content and "<think>" not in content:  # some R1 deployments drop the opening tag
+        inline, _, content = content.partition("</think>")
+    inline, content = inline.strip(), content.strip()
+    if inline and not reasoning:
+        reasoning = inline
+    elif inline:
+        reasoning = f"{reasoning}\n\n{inline}"
+    return str(reasoning).strip(), content
+
+
+def training_text(reasoning: str, content: str) -> str:
+    return f"<think>{reasoning}</think>\n\n{content}"
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from retry-after-ms, or Retry-After as seconds or an HTTP date."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class RunLedger:
+    """A run's shared tallies: spending (for the budget), progress and errors, summed over all clients."""
+
+    def __init__(self, max_cost_usd: float | None = None):
+        self.max_cost_usd = max_cost_usd
+        self.totals: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.stopped = ""  # why no new requests may start ("" while they may)
+        self.started = time.time()
+
+    def add(self, delta: dict) -> dict:
+        for key, value in delta.get("totals", {}).items():
+            self.totals[key] += value
+        for key, value in delta.get("errors", {}).items():
+            self.errors[key] += value
+        if self.max_cost_usd is not None and self.totals["cost_usd"] >= self.max_cost_usd and not self.stopped:
+            self.stopped = "budget"
+        return {"cost_usd": self.totals["cost_usd"], "stopped": self.stopped}
+
+    def stop(self, reason: str) -> None:
+        self.stopped = self.stopped or reason
+
+    def snapshot(self) -> dict:
+        return {"totals": dict(self.totals), "errors": dict(self.errors), "stopped": self.stopped,
+                "elapsed_s": time.time() - self.started}
+
+
+async def _call(target: Any, method: str, *args: Any) -> Any:
+    """Call a method on a plain object or a Ray actor handle alike."""
+    fn = getattr(target, method)
+    remote = getattr(fn, "remote", None)
+    if remote is not None:
+        return await remote(*args)
+    return fn(*args)
+
+
+class TeacherClient:
+    """Sends one teacher's requests; a plain class, made a Ray actor by `generate_traces`."""
+
+    def __init__(self, teacher: dict, concurrency: int, cache_dir: str, cache_ns: str,
+                 limiter: Any = None, ledger: Any = None, limiter_chunk: int = 1):
+        self.teacher = teacher
+        self.concurrency = max(1, concurrency)
+        self.cache_dir, self.cache_ns = cache_dir, cache_ns
+        self.limiter = limiter
+        self.ledger = ledger
+        self.limiter_chunk = max(1, limiter_chunk)
+        self._client: Any = None
+        self._writer: SegmentWriter | None = None
+        self._window: AdaptiveWindow | None = None
+        self._slots: list[float] = []
+        self._slot_lock: asyncio.Lock | None = None
+        self._delta_totals: Counter = Counter()
+        self._delta_errors: Counter = Counter()
+        self._unflushed_cost = 0.0
+        self._spent_view = 0.0
+        self._stopped = ""
+        self._flusher: asyncio.Task | None = None
+        self._avg_completion = float(min(teacher["sampling"]["max_tokens"], 1024))
+        self._rng = random.Random()
+
+    # -- setup --------------------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        if self._client is not None:
+            return
+        import httpx2
+        import openai
+        from openai import AsyncOpenAI
+
+        timeout_s = float(self.teacher["request_timeout_s"])
+        # the pool must hold the whole window, or requests would queue (and time out) inside the HTTP client
+        limits = httpx2.Limits(max_connections=self.concurrency + 8, max_keepalive_connections=self.concurrency + 8)
+        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0))
+        try:
+            # openai's aiohttp transport (the `openai[aiohttp]` extra) costs about half the CPU per request of the
+            # default one, which is what bounds a client process at high concurrency
+            import aiohttp  # noqa: F401
+
+            http_client = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+        except ImportError:
+            http_client = httpx2.AsyncClient(limits=limits, timeout=timeout)
+        self._client = AsyncOpenAI(api_key=resolve_api_key(self.teacher), base_url=self.teacher["base_url"],
+                                   max_retries=0, timeout=timeout_s, http_client=http_client)
+        self._writer = ResponseCache(self.cache_dir, self.cache_ns).writer()
+        self._window = AdaptiveWindow(self.concurrency)
+        self._slot_lock = asyncio.Lock()
+
+    def ready(self) -> bool:
+        return True
+
+    async def close(self) -> dict:
+        await self._flush_stats()
+        if self._client is not None:
+            await self._client.close()
+        if self._writer is not None:
+            self._writer.close()
+        return {"window_min": self._window.min_seen if self._window else None}
+
+    # -- stats and budget ---------------------------------------------------------------------------------------
+    async def _flush_stats(self) -> None:
+        if self.ledger is None:
+            return
+        totals, errors = self._delta_totals, self._delta_errors
+        self._delta_totals, self._delta_errors = Counter(), Counter()
+        self._unflushed_cost = 0.0
+        view = await _call(self.ledger, "add", {"totals": dict(totals), "errors": dict(errors)})
+        self._spent_view = view["cost_usd"]
+        self._stopped = view["stopped"]
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            try:
+                await self._flush_stats()
+            except Exception:  # the ledger is best effort; the budget check falls back to local spending
+                pass
+
+    def _count(self, **values: float) -> None:
+        for key, value in values.items():
+            self._delta_totals[key] += value
+
+    def _over_budget(self) -> str:
+        """Why no new request may start ("" when one may)."""
+        if self._stopped:
+            return self._stopped
+        cap = self.teacher.get("max_cost_usd")
+        if cap is not None and self._spent_view + self._unflushed_cost >= cap:
+            return "budget"
+        return ""
+
+    # -- one request --------------------------------------------------------------------------------------------
+    async def _slot(self) -> None:
+        if self.limiter is None:
+            return
+        assert self._slot_lock is not None
+        async with self._slot_lock:
+            if not self._slots:
+                estimate = self._avg_completion + 200
+                delays = await _call(self.limiter, "acquire", self.limiter_chunk, estimate)
+                now = time.monotonic()
+                self._slots = [now + d for d in delays]
+            slot = self._slots.pop(0)
+        wait = slot - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    async def _send(self, messages: list, n: int, first_index: int, max_tokens: int) -> tuple[dict, float]:
+        """One HTTP attempt; returns the parsed body and its latency, or raises _Retryable/_Permanent."""
+        import openai
+
+        sampling = self.teacher["sampling"]
+        kwargs: dict[str, Any] = {
+            "model": self.teacher["model"], "messages": messages, "temperature": sampling["temperature"],
+            "top_p": sampling["top_p"], "max_tokens": max_tokens,
+            "extra_headers": {SAMPLE_INDEX_HEADER: str(first_index)},
+        }
+        if n > 1:
+            kwargs["n"] = n
+        if self.teacher.get("extra_body"):
+            kwargs["extra_body"] = self.teacher["extra_body"]
+        started = time.monotonic()
+        try:
+            # the raw response skips building pydantic models: a third of the client's CPU per request
+            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            data = raw.content
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status in (401, 403):
+                raise FatalTeacherError(f"teacher {self.teacher.get('name')!r}: the provider refused the API key "
+                                        f"(HTTP {status}: {_short(exc)}); check {self.teacher.get('api_key_env')}"
+                                        ) from None
+            if status == 429:
+                raise _Retryable("429", _short(exc), _retry_after(exc.response.headers)) from None
+            if status == 408 or status >= 500:
+                raise _Retryable("5xx" if status >= 500 else "408", f"HTTP {status}: {_short(exc)}") from None
+            raise _Permanent(f"http_{status}", f"HTTP {status}: {_short(exc)}") from None
+        except openai.APITimeoutError as exc:
+            if _disconnected(exc):  # the aiohttp transport reports a dropped connection as a connect timeout
+                raise _Retryable("connection", f"connection dropped: {_root(exc)!r}"[:200]) from None
+            raise _Retryable("timeout", f"no answer within {self.teacher['request_timeout_s']} s") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable("connection", f"connection failed: {exc.__cause__ or exc}") from None
+        latency = time.monotonic() - started
+        try:
+            body = json.loads(data)
+            choices = body["choices"]
+            if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
+                raise ValueError("no choices")
+            for choice in choices:
+                if not isinstance(choice.get("message"), dict):
+                    raise ValueError("a choice without a message")
+        except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(body := _maybe_json(data), dict) and "error" in body:
+                # some providers answer 200 with an error object (OpenRouter upstream failures)
+                raise _Retryable("5xx", f"error in a 200 body: {str(body['error'])[:200]}") from None
+            raise _Retryable("malformed", f"malformed response body ({exc})") from None
+        return body, latency
+
+    async def _request(self, messages: list, indices: list[int], max_tokens: int) -> list[dict]:
+        """Send until answered or out of attempts; returns one cache record per index (durably written)."""
+        assert self._window is not None and self._writer is not None
+        attempts = 0
+        max_attempts = int(self.teacher["max_retries"]) + 1
+        while True:
+            attempts += 1
+            if self._over_budget():
+                raise _BudgetStop(self._over_budget())
+            await self._window.acquire()
+            try:
+                await self._slot()
+                if self._over_budget():
+                    raise _BudgetStop(self._over_budget())
+                self._count(requests=1)
+                body, latency = await self._send(messages, len(indices), indices[0], max_tokens)
+            except _Retryable as exc:
+                self._delta_errors[exc.kind] += 1
+                if exc.kind == "429":
+                    self._window.on_throttle()
+                    if self.limiter is not None:
+                        asyncio.ensure_future(_call(self.limiter, "throttled", exc.retry_after))
+                if attempts >= max_attempts:
+                    raise _Permanent(exc.kind, f"{exc} (gave up after {attempts} attempts)") from None
+                delay = self._backoff(attempts)
+                if exc.retry_after is not None:
+                    # never before the provider said; a little jitter so the retries do not arrive together
+                    delay = exc.retry_after + self._rng.uniform(0, min(1.0, 0.1 + exc.retry_after * 0.1))
+                wait_after_release = delay
+            else:
+                self._window.on_success()
+                # counted as spent before the window frees a slot, so the budget check of the next request sees it
+                cost = self._usage(body)[2]
+                self._unflushed_cost += cost
+                self._count(cost_usd=cost)
+                wait_after_release = None
+            finally:
+                self._window.release()
+            if wait_after_release is None:
+                break
+            await asyncio.sleep(wait_after_release)
+        return await self._store(messages, indices, max_tokens, body, latency, attempts)
+
+    def _backoff(self, attempt: int) -> float:
+        base = float(self.teacher["retry_base_delay_s"])
+        cap = float(self.teacher["retry_max_delay_s"])
+        return self._rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+    def _usage(self, body: dict) -> tuple[int, int, float, str]:
+        """(prompt tokens, completion tokens, cost, where the cost came from) of a response."""
+        usage = body.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_total = int(usage.get("completion_tokens") or 0)
+        reported_cost = usage.get("cost")
+        if isinstance(reported_cost, (int, float)) and not isinstance(reported_cost, bool):
+            return prompt_tokens, completion_total, float(reported_cost), "provider"
+        price = self.teacher["price"]
+        cost = (prompt_tokens * price["input_per_mtok"] + completion_total * price["output_per_mtok"]) / 1e6
+        return prompt_tokens, completion_total, cost, "price_table"
+
+    async def _store(self, messages: list, indices: list[int], max_tokens: int, body: dict, latency: float,
+                     attempts: int) -> list[dict]:
+        prompt_tokens, completion_total, cost_total, cost_source = self._usage(body)
+        choices = sorted(body["choices"], key=lambda c: c.get("index", 0))[: len(indices)]
+        parsed = [normalise_message(c["message"]) for c in choices]
+        lengths = [len(r) + len(c) for r, c in parsed]
+        total_len = sum(lengths) or 1
+        sampling = sampling_for(self.teacher, max_tokens)
+        records = []
+        for pos, (choice, (reasoning, content)) in enumerate(zip(choices, parsed, strict=True)):
+            share = lengths[pos] / total_len if len(choices) > 1 else 1.0
+            record = {
+                "model": self.teacher["model"], "sample_index": indices[pos], "max_tokens": max_tokens,
+                "content": content, "reasoning": reasoning, "finish_reason": str(choice.get("finish_reason") or ""),
+                "prompt_tokens": prompt_tokens, "completion_tokens": round(completion_total * share),
+                "cost_usd": cost_total * share, "cost_source": cost_source,
+                "response_id": str(body.get("id") or ""), "latency_s": round(latency, 4), "attempts": attempts,
+                "created": time.time(),
+            }
+            key = request_key(self.teacher["base_url"], self.teacher["model"], messages, sampling, indices[pos])
+            await self._writer.put(key, record)
+            records.append(record)
+        missing = len(indices) - len(choices)
+        for _ in range(missing):  # a provider that ignored n: those samples are asked for again later
+            records.append(None)
+        self._count(paid=1, prompt_tokens=prompt_tokens, completion_tokens=completion_total)
+        if completion_total:
+            self._avg_completion = 0.9 * self._avg_completion + 0.1 * completion_total / max(1, len(choices))
+        if self.limiter is not None and self.teacher.get("max_tokens_per_minute"):
+            estimate = (self._avg_completion + 200) * 1
+            asyncio.ensure_future(_call(self.limiter, "adjust_tokens", prompt_tokens + completion_total - estimate))
+        return records
+
+    # -- one work item ------------------------------------------------------------------------------------------
+    async def _samples(self, messages: list, indices: list[int], max_tokens: int,
+                       in_one: bool) -> dict[int, dict | str]:
+        """index -> record, or index -> error string."""
+        out: dict[int, dict | str] = {}
+        if not indices:
+            return out
+        groups = [indices] if in_one and len(indices) > 1 else [[i] for i in indices]
+
+        async def run(group: list[int]) -> None:
+            try:
+                records = await self._request(messages, group, max_tokens)
+            except _BudgetStop as stop:
+                for i in group:
+                    out[i] = STOP_REASONS.get(str(stop), f"{stop}: not sent")
+                return
+            except _Permanent as exc:
+                for i in group:
+                    out[i] = f"{exc.kind}: {exc}"
+                return
+            for i, record in zip(group, records, strict=True):
+                out[i] = record if record is not None else "provider returned fewer choices than n"
+
+        await asyncio.gather(*(run(g) for g in groups))
+        return out
+
+    async def _item(self, item: dict) -> list[dict]:
+        problem = item["problem"]
+        messages = messages_for(problem["prompt"])
+        max_tokens = int(self.teacher["sampling"]["max_tokens"])
+        results: dict[int, dict | str] = {s["index"]: s["base"] for s in item["samples"] if s.get("base") is not None}
+        sent = [s["index"] for s in item["samples"] if s.get("base") is None]
+        results.update(await self._samples(messages, sent, max_tokens, bool(self.teacher.get("n_in_one_request"))))
+        retried: dict[int, dict | str] = {}
+        need: list[int] = []
+        bigger = int(self.teacher["retry_max_tokens_cap"])
+        if self.teacher["truncation_policy"] == "retry" and bigger > max_tokens:
+            for sample in item["samples"]:
+                record = results.get(sample["index"])
+                if isinstance(record, dict) and record["finish_reason"] == "length":
+                    if sample.get("retry") is not None:
+                        retried[sample["index"]] = sample["retry"]
+                    else:
+                        need.append(sample["index"])
+            # one by one: the larger request is a new request, and `n` would re-pay samples that were fine
+            retried.update(await self._samples(messages, need, bigger, in_one=False))
+        rows = []
+        for sample in item["samples"]:
+            index = sample["index"]
+            record = results.get(index, "not attempted")
+            if isinstance(retried.get(index), dict):
+                record = retried[index]
+            from_cache = index not in sent and index not in need
+            rows.append(build_row(self.teacher, problem, index, record, from_cache=from_cache))
+        return rows
+
+    async def process(self, items: list[dict]) -> list[dict]:
+        """Answer work items; returns one Trace row per (problem, sample) of the items, in order."""
+        self._setup()
+        if self.ledger is not None and self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_loop())
+        rows = await asyncio.gather(*(self._item(item) for item in items))
+        return [row for item_rows in rows for row in item_rows]
+
+
+def _root(exc: BaseException) -> BaseException:
+    seen = 0
+    while (exc.__cause__ or exc.__context__) is not None and seen < 10:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+        seen += 1
+    return exc
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """True when a 'timeout' was really the peer closing the connection (not a slow or hung provider)."""
+    name = type(_root(exc)).__name__
+    return name in ("ServerDisconnectedError", "ClientOSError", "ClientPayloadError", "ConnectionResetError",
+                    "RemoteProtocolError", "ClientConnectionResetError")
+
+
+def _short(exc: Exception) -> str:
+    return str(getattr(exc, "message", None) or exc)[:200]
+
+
+def _maybe_json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def build_row(teacher: dict, problem: dict, index: int, record: dict | str, from_cache: bool = False) -> dict:
+    """A Trace row from a cache record (or a failure reason), applying the truncation policy."""
+    row = {
+        "problem_id": problem["id"], "domain": problem.get("domain", ""), "teacher": teacher.get("name", ""),
+        "model": teacher["model"], "sample_index": index, "prompt": problem["prompt"],
+        "prompt_hash": prompt_hash(problem["prompt"]), "content": "", "reasoning": "", "text": "", "finish_reason": "",
+        "truncated": False, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0,
+        "attempts": 0, "response_id": "", "status": "failed", "error": "", "from_cache": from_cache,
+    }
+    if isinstance(record, str):
+        row["error"] = record
+        return row
+    truncated = record["finish_reason"] == "length"
+    row.update(
+        content=record["content"], reasoning=record["reasoning"],
+        text=training_text(record["reasoning"], record["content"]), finish_reason=record["finish_reason"],
+        truncated=truncated, prompt_tokens=int(record["prompt_tokens"]),
+        completion_tokens=int(record["completion_tokens"]), cost_usd=float(record["cost_usd"]),
+        latency_s=float(record["latency_s"]), attempts=int(record["attempts"]), response_id=record["response_id"],
+        status="ok",
+    )
+    if truncated and teacher["truncation_policy"] != "keep":
+        row["status"] = "failed"
+        row["error"] = "truncated: finish_reason length" + (
+            " after one retry with a larger max_tokens" if teacher["truncation_policy"] == "retry" else "")
+    return row

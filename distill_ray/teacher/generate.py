@@ -1,0 +1,428 @@
+"""The generate stage: problems in, one teacher `Trace` row per (problem, sample) out, as Parquet.
+
+    summary = generate_traces(problems, "sonnet", teacher_config, "exp/traces/sonnet-math", cache_dir="exp/cache")
+    plan = plan_generation(problems, teacher_config)           # what a run would send and cost; sends nothing
+
+What is reused before anything is sent: `OUTPUT/traces.parquet` rows with status ok (same problem id, sample index,
+model and prompt), then the response cache (`cache.py`, keyed by the full request). Only the rest becomes requests.
+Requests go out through `TeacherClient`s (`client.py`): with Ray initialised (the sweep's cluster, or from inside a
+Ray task or actor), `teacher.actors` async Ray actors share `teacher.concurrency`, a named `RateLimiter` actor per
+(endpoint, model) paces the whole cluster, and a `RunLedger` actor sums spending for `max_cost_usd`; without Ray, one
+client runs in-process on an event loop. Every billed response is in the cache (fsync'ed) before its row counts, so
+killing the process at any moment and running again pays for nothing twice. The Parquet file is written atomically
+at the end (rows of every attempted sample, failed ones with their reason; re-running retries the failed ones).
+
+Why actors and not Ray Data's `map_batches`: an async client needs hundreds of requests in flight per process, live
+budget and rate state shared between processes, and must run from inside a sweep trial without reserving CPUs the
+trial holds. Plain async actors fed by a small dispatch loop do that with one code path for both modes.
+
+Not guaranteed: two generators that send the same *new* request at the same moment both pay; run one generator per
+(teacher, problem set) (the sweep shares traces between trials for that reason). The whole output is held in memory
+until the final write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from distill_ray.config import TeacherConfig
+from distill_ray.records import Problem
+from distill_ray.teacher.cache import ResponseCache, namespace, request_key
+from distill_ray.teacher.client import (
+    STOP_REASONS,
+    FatalTeacherError,
+    RunLedger,
+    TeacherClient,
+    build_row,
+    messages_for,
+    prompt_hash,
+    resolve_api_key,
+    sampling_for,
+)
+from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
+
+OUTPUT_FILE = "traces.parquet"
+TRACE_COLUMNS = [
+    "problem_id", "domain", "teacher", "model", "sample_index", "prompt", "prompt_hash", "content", "reasoning", "text",
+    "finish_reason", "truncated", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "attempts",
+    "response_id", "status", "error",
+]
+
+
+def _teacher_dict(name: str, teacher: TeacherConfig) -> dict:
+    data = teacher.model_dump()
+    data["name"] = name
+    if not data.get("base_url"):
+        raise ValueError(f"teacher {name!r}: no base_url (for provider builtin, pass the teacher server's "
+                         "handle.base_url, e.g. teacher.model_copy(update={'base_url': handle.base_url}))")
+    return data
+
+
+def _estimate_prompt_tokens(prompt: str) -> int:
+    # chat wrapping adds a few tokens; ~4 characters per token is the usual rule for English text
+    return math.ceil(len(prompt) / 4) + 8
+
+
+def plan_generation(problems: list[Problem], teacher: TeacherConfig, *, skip: int = 0,
+                    expected_completion_tokens: int | None = None) -> dict:
+    """What generating would send: rows, requests, estimated tokens and dollars (an upper bound by default).
+
+    `skip` rows are already held (cache or output) and cost nothing. Completion tokens are estimated at max_tokens
+    per sample unless `expected_completion_tokens` is given, so the dollar figure is a ceiling.
+    """
+    samples = teacher.samples_per_problem
+    rows = len(problems) * samples
+    to_send = max(0, rows - skip)
+    fraction = to_send / rows if rows else 0.0
+    prompt_tokens = sum(_estimate_prompt_tokens(p["prompt"]) for p in problems)
+    per_sample = expected_completion_tokens or teacher.sampling.max_tokens
+    requests_full = len(problems) if teacher.n_in_one_request else rows
+    prompt_billed = prompt_tokens * (1 if teacher.n_in_one_request else samples)
+    est_prompt = round(prompt_billed * fraction)
+    est_completion = to_send * per_sample
+    cost = (est_prompt * teacher.price.input_per_mtok + est_completion * teacher.price.output_per_mtok) / 1e6
+    return {
+        "model": teacher.model, "base_url": teacher.base_url, "problems": len(problems),
+        "samples_per_problem": samples, "rows": rows, "held": rows - to_send, "to_send": to_send,
+        "requests": math.ceil(requests_full * fraction), "est_prompt_tokens": est_prompt,
+        "est_completion_tokens": est_completion, "est_cost_usd": round(cost, 6),
+        "cost_is_ceiling": expected_completion_tokens is None, "max_cost_usd": teacher.max_cost_usd,
+        "price_per_mtok": {"input": teacher.price.input_per_mtok, "output": teacher.price.output_per_mtok},
+    }
+
+
+def _read_output(path: str, model: str) -> dict[tuple[str, int], dict]:
+    """Rows of an earlier run that can be kept: status ok, same model; keyed by (problem id, sample index)."""
+    if not os.path.exists(path):
+        return {}
+    import pyarrow.parquet as pq
+
+    kept = {}
+    for row in pq.read_table(path).to_pylist():
+        if row.get("status") == "ok" and row.get("model") == model:
+            kept[(row["problem_id"], int(row["sample_index"]))] = row
+    return kept
+
+
+def _write_output(path: str, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    schema = pa.schema([
+        ("problem_id", pa.string()), ("domain", pa.string()), ("teacher", pa.string()), ("model", pa.string()),
+        ("sample_index", pa.int64()), ("prompt", pa.string()), ("prompt_hash", pa.string()),
+        ("content", pa.string()), ("reasoning", pa.string()), ("text", pa.string()),
+        ("finish_reason", pa.string()), ("truncated", pa.bool_()), ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
+        ("attempts", pa.int64()), ("response_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
+    ])
+    table = pa.Table.from_pylist([{c: r.get(c) for c in TRACE_COLUMNS} for r in rows], schema=schema)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
+
+
+def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict) -> tuple[list[dict], list[dict]]:
+    """(rows already complete, work items for the clients)."""
+    done_rows, items = [], []
+    max_tokens = int(teacher["sampling"]["max_tokens"])
+    bigger = int(teacher["retry_max_tokens_cap"])
+    retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
+    for problem in problems:
+        messages = messages_for(problem["prompt"])
+        samples = []
+        for index in range(int(teacher["samples_per_problem"])):
+            old = kept.get((problem["id"], index))
+            if old is not None and old.get("prompt_hash") == prompt_hash(problem["prompt"]):
+                done_rows.append({**old, "teacher": teacher["name"], "from_cache": True})
+                continue
+            base = cache.get(request_key(teacher["base_url"], teacher["model"], messages,
+                                         sampling_for(teacher, max_tokens), index))
+            extra = None
+            if base is not None and retry and base["finish_reason"] == "length":
+                extra = cache.get(request_key(teacher["base_url"], teacher["model"], messages,
+                                              sampling_for(teacher, bigger), index))
+                if extra is None:
+                    samples.append({"index": index, "base": base, "retry": None})
+                    continue
+            if base is not None:
+                done_rows.append(build_row(teacher, problem, index, extra or base, from_cache=True))
+            else:
+                samples.append({"index": index, "base": None, "retry": None})
+        if samples:
+            items.append({"problem": {"id": problem["id"], "domain": problem.get("domain", ""),
+                                      "prompt": problem["prompt"]}, "samples": samples})
+    return done_rows, items
+
+
+def _preflight(teacher: dict) -> None:
+    """A free authenticated call (GET /models), so a refused key stops the run before anything is billed."""
+    import httpx2
+
+    key = resolve_api_key(teacher)
+    url = teacher["base_url"].rstrip("/") + "/models"
+    try:
+        response = httpx2.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=15.0)
+    except Exception:
+        return  # unreachable now: the requests themselves will retry and report it
+    if response.status_code in (401, 403):
+        raise FatalTeacherError(f"teacher {teacher['name']!r}: the provider refused the API key (HTTP "
+                                f"{response.status_code} on GET /models); check {teacher.get('api_key_env')}")
+
+
+class _Progress:
+    def __init__(self, name: str, total: int, already: int, interval_s: float, stream: Any):
+        self.name, self.total, self.already = name, total, already
+        self.interval_s, self.stream = interval_s, stream
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def maybe(self, done: int, snapshot: dict, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.interval_s or (not force and now - self.last < self.interval_s):
+            return
+        self.last = now
+        totals, errors = snapshot.get("totals", {}), snapshot.get("errors", {})
+        elapsed = max(1e-9, now - self.started)
+        tokens = int(totals.get("prompt_tokens", 0) + totals.get("completion_tokens", 0))
+        errs = " ".join(f"{k}x{v}" for k, v in sorted(errors.items())) or "none"
+        print(f"[generate {self.name}] {self.already + done}/{self.total} rows | "
+              f"{totals.get('requests', 0) / elapsed:.1f} req/s | {tokens} tokens | "
+              f"${totals.get('cost_usd', 0.0):.4f} | errors: {errs}", file=self.stream, flush=True)
+
+
+def _chunks(items: deque, units: int) -> list[dict]:
+    chunk, count = [], 0
+    while items and (not chunk or count + len(items[0]["samples"]) <= units):
+        item = items.popleft()
+        chunk.append(item)
+        count += len(item["samples"])
+    return chunk
+
+
+def _stopped_rows(teacher: dict, items: list[dict], reason: str) -> list[dict]:
+    message = STOP_REASONS.get(reason, f"{reason}: not sent")
+    return [build_row(teacher, it["problem"], s["index"], message) for it in items for s in it["samples"]]
+
+
+def _run_local(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
+               stop_event: threading.Event | None) -> tuple[list, dict]:
+    async def main() -> tuple[list, dict]:
+        limiter = None
+        if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
+            limiter = RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+        ledger = RunLedger(teacher.get("max_cost_usd"))
+        client = TeacherClient(teacher, int(teacher["concurrency"]), cache_dir, ns, limiter, ledger)
+        pending = deque(items)
+        rows: list[dict] = []
+        capacity = 2 * int(teacher["concurrency"])
+        chunk_units = max(1, min(64, int(teacher["concurrency"]) // 4))
+        running: dict[asyncio.Task, int] = {}
+        try:
+            while pending or running:
+                if stop_event is not None and stop_event.is_set():
+                    ledger.stop("interrupted")
+                while pending and sum(running.values()) < capacity and not ledger.stopped:
+                    chunk = _chunks(pending, chunk_units)
+                    running[asyncio.ensure_future(client.process(chunk))] = sum(len(i["samples"]) for i in chunk)
+                if ledger.stopped and pending:
+                    rows.extend(_stopped_rows(teacher, list(pending), ledger.stopped))
+                    pending.clear()
+                if not running:
+                    continue
+                finished, _ = await asyncio.wait(list(running), timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    running.pop(task)
+                    rows.extend(task.result())  # a FatalTeacherError propagates from here
+                progress.maybe(len(rows), _local_snapshot(ledger, client))
+        finally:
+            for task in running:
+                task.cancel()
+            await client.close()
+        return rows, ledger.snapshot()
+
+    return _run_coroutine(main())
+
+
+def _local_snapshot(ledger: RunLedger, client: TeacherClient) -> dict:
+    snapshot = ledger.snapshot()
+    # include what the client has not flushed yet, so progress is live
+    totals = Counter(snapshot["totals"])
+    totals.update(client._delta_totals)
+    errors = Counter(snapshot["errors"])
+    errors.update(client._delta_errors)
+    return {**snapshot, "totals": dict(totals), "errors": dict(errors)}
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """asyncio.run, also from a thread whose loop is already running (a notebook, an async actor)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coroutine)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="distill-ray-generate")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
+             stop_event: threading.Event | None) -> tuple[list, dict]:
+    import ray
+
+    n_actors = max(1, min(int(teacher["actors"]), len(items)))
+    per_actor = max(1, math.ceil(int(teacher["concurrency"]) / n_actors))
+    limiter = None
+    if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
+        # one pacer per (endpoint, model) for the whole cluster; detached so it outlives the trial that made it
+        limiter = ray.remote(num_cpus=0)(RateLimiter).options(
+            name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
+            lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+        ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
+    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"))
+    env_vars = {}
+    if teacher.get("api_key_env"):
+        # actors on other nodes do not inherit the driver's environment; the key travels only in the runtime env
+        env_vars[teacher["api_key_env"]] = resolve_api_key(teacher)
+    rate = teacher.get("max_rps") or 0
+    chunk_slots = max(1, math.ceil(rate * 0.1 / n_actors)) if rate else 1
+    # num_cpus=0: clients wait on the network; reserving CPUs would starve (or deadlock) the sweep's trials
+    remote_client = ray.remote(num_cpus=0, max_concurrency=max(64, per_actor * 2))(TeacherClient)
+    options: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}} if env_vars else {}
+    actors = [remote_client.options(**options).remote(teacher, per_actor, cache_dir, ns, limiter, ledger, chunk_slots)
+              for _ in range(n_actors)]
+    pending = deque(items)
+    rows: list[dict] = []
+    running: dict[Any, tuple[int, list[dict]]] = {}
+    load = [0] * n_actors
+    chunk_units = max(1, min(64, per_actor // 4))
+    snapshot: dict = {}
+    stopped = ""
+    try:
+        while pending or running:
+            if stop_event is not None and stop_event.is_set() and not stopped:
+                ledger.stop.remote("interrupted")
+                stopped = "interrupted"
+            for a in range(n_actors):
+                while pending and load[a] < 2 * per_actor and not stopped:
+                    chunk = _chunks(pending, chunk_units)
+                    units = sum(len(i["samples"]) for i in chunk)
+                    running[actors[a].process.remote(chunk)] = (a, chunk)
+                    load[a] += units
+            if stopped and pending:
+                rows.extend(_stopped_rows(teacher, list(pending), stopped))
+                pending.clear()
+            if running:
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    a, chunk = running.pop(ref)
+                    load[a] -= sum(len(i["samples"]) for i in chunk)
+                    try:
+                        rows.extend(ray.get(ref))
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, FatalTeacherError):
+                            raise FatalTeacherError(str(cause)) from None
+                        raise
+                    except ray.exceptions.RayActorError as exc:
+                        # the answers that actor got are in the cache; a re-run picks them up for free
+                        reason = f"client actor died: {str(exc).splitlines()[0][:200]}"
+                        rows.extend(build_row(teacher, it["problem"], s["index"], reason)
+                                    for it in chunk for s in it["samples"])
+            if progress.interval_s or teacher.get("max_cost_usd") is not None:
+                snapshot = ray.get(ledger.snapshot.remote())
+                stopped = stopped or snapshot["stopped"]
+                progress.maybe(len(rows), snapshot)
+        ray.get([actor.close.remote() for actor in actors])
+        snapshot = ray.get(ledger.snapshot.remote())
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        ray.kill(ledger)
+    return rows, snapshot
+
+
+def generate_traces(problems: list[Problem], teacher_name: str, teacher: TeacherConfig, output_dir: str, *,
+                    cache_dir: str, dry_run: bool = False, use_ray: bool | None = None,
+                    progress_interval_s: float = 2.0, progress_stream: Any = None,
+                    on_plan: Callable[[dict], None] | None = None, stop_event: threading.Event | None = None) -> dict:
+    """Generate (or resume) one teacher's traces for `problems` into OUTPUT_DIR/traces.parquet; returns a summary.
+
+    `use_ray`: None uses Ray actors when Ray is initialised, else one in-process client. Setting `stop_event` stops
+    new requests; those in flight finish and are stored, the rest are rows failed as "interrupted" (the CLI sets it
+    on SIGINT/SIGTERM). Raises FatalTeacherError
+    (a missing key, or a 401/403) before spending anything more; every other failure is a row's `error`.
+    """
+    started = time.monotonic()
+    spec = _teacher_dict(teacher_name, teacher)
+    out_path = os.path.join(output_dir, OUTPUT_FILE)
+    ns = namespace(spec["base_url"], spec["model"])
+    kept = _read_output(out_path, spec["model"])
+    cache = ResponseCache(cache_dir, ns).load()
+    done_rows, items = _work_items(problems, spec, kept, cache)
+    plan = plan_generation(problems, teacher, skip=len(done_rows))
+    if on_plan is not None:
+        on_plan(plan)
+    base_summary = {
+        "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": len(done_rows), "failed": 0,
+        "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
+        "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0, "output": out_path,
+    }
+    if dry_run:
+        return {**base_summary, "dry_run": True, "plan": plan, "wall_s": round(time.monotonic() - started, 3)}
+    if items:
+        resolve_api_key(spec)  # a missing key stops here, before any request
+        _preflight(spec)
+    stream = progress_stream if progress_stream is not None else sys.stderr
+    n_pending = sum(len(it["samples"]) for it in items)
+    progress = _Progress(teacher_name, len(done_rows) + n_pending, len(done_rows), progress_interval_s, stream)
+    new_rows: list[dict] = []
+    snapshot: dict = {"totals": {}, "errors": {}, "stopped": ""}
+    if items:
+        ray_mode = use_ray
+        if ray_mode is None:
+            try:
+                import ray
+
+                ray_mode = ray.is_initialized()
+            except ImportError:
+                ray_mode = False
+        runner = _run_ray if ray_mode else _run_local
+        new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event)
+    progress.maybe(len(new_rows), snapshot, force=True)
+    order = {p["id"]: i for i, p in enumerate(problems)}
+    rows = sorted(done_rows + new_rows, key=lambda r: (order.get(r["problem_id"], len(order)), r["sample_index"]))
+    _write_output(out_path, rows)
+    totals, errors = snapshot.get("totals", {}), snapshot.get("errors", {})
+    return {
+        **base_summary,
+        "requests": int(totals.get("requests", 0)), "paid": int(totals.get("paid", 0)),
+        "from_cache": sum(1 for r in rows if r.get("from_cache")),
+        "failed": sum(1 for r in rows if r["status"] != "ok"), "ok": sum(1 for r in rows if r["status"] == "ok"),
+        "truncated": sum(1 for r in rows if r["truncated"]),
+        "prompt_tokens": int(totals.get("prompt_tokens", 0)),
+        "completion_tokens": int(totals.get("completion_tokens", 0)),
+        "cost_usd": round(float(totals.get("cost_usd", 0.0)), 8),
+        "stopped_by_budget": snapshot.get("stopped") == "budget" or any(
+            r["error"].startswith("budget") for r in rows),
+        "errors_by_kind": dict(errors), "wall_s": round(time.monotonic() - started, 3),
+    }

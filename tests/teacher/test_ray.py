@@ -1,0 +1,53 @@
+"""The generate stage on Ray: several client actors, one named cluster-wide limiter, and a call from inside a task."""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from distill_ray.teacher import generate_traces  # noqa: E402
+from distill_ray.teacher.ratelimit import limiter_name  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": REPO}})
+    yield
+    ray.shutdown()
+
+
+def test_actors_share_one_limiter_and_pay_nothing_twice(ray_cluster, server_factory, problems, teacher_config,
+                                                         tmp_path):
+    server = server_factory(faults={"latency_s": 0.05, "error_rate": 0.1, "drop_rate": 0.05,
+                                    "rate_limit_rps": 60, "rate_limit_burst": 5, "seed": 11})
+    teacher = teacher_config(server.base_url, samples_per_problem=2, actors=2, concurrency=32, max_rps=50)
+    summary = generate_traces(problems, "c", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
+                              progress_interval_s=0)
+    rows = pq.read_table(tmp_path / "o" / "traces.parquet").to_pylist()
+    assert summary["ok"] == len(rows) == 80 and server.duplicates() == {} and server.billed() == 80
+    assert server.counters()["status"].get("429", 0) <= 2  # two actors, one pace: 50/s under the server's 60/s
+    assert summary["errors_by_kind"].get("5xx", 0) > 0 and summary["paid"] == 80
+    limiter = ray.get_actor(limiter_name(server.base_url, "sim/concise"), namespace="distill-ray")
+    assert ray.get(limiter.state.remote())["granted"] >= 80
+
+
+def test_generate_from_inside_a_ray_task(ray_cluster, server_factory, problems, teacher_config, tmp_path):
+    server = server_factory()
+    teacher = teacher_config(server.base_url, "sim/verbose", actors=2)
+
+    @ray.remote(num_cpus=1)
+    def trial(problems, teacher, out, cache):
+        return generate_traces(problems, "v", teacher, out, cache_dir=cache, progress_interval_s=0)
+
+    out, cache = str(tmp_path / "o"), str(tmp_path / "c")
+    summary = ray.get(trial.remote(problems[:12], teacher, out, cache))
+    assert summary["ok"] == 12 and summary["paid"] == 12
+    again = ray.get(trial.remote(problems[:12], teacher, out, cache))
+    assert again["requests"] == 0 and server.duplicates() == {}
