@@ -29,12 +29,13 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import plan_sweep, run_sweep
+    from distill_ray.sweep import check_secrets, plan_sweep, run_sweep
 
     sweep = _load(args)
     if args.dry_run:
         print(json.dumps(plan_sweep(sweep), indent=2))
         return 0
+    check_secrets(sweep, args.sweep)
     summary = run_sweep(sweep, resume=args.resume, num_cpus=args.num_cpus)
     print(json.dumps({k: v for k, v in summary.items() if k != "base"}, indent=2))
     return 1 if summary["failed_trials"] else 0

@@ -263,15 +263,20 @@ def write_report(exp_dir: str) -> str:
     if data["traces"]:
         lines += ["## Teacher traces", "",
                   "| Teacher | Domain | Requests paid | Verified | Pass rate [95%] | Mean tokens | p50 | p90 | "
-                  "Truncated | Cost (USD) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "Teacher cut (length) | Training examples cut at max_length | Cost (USD) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in sorted(data["traces"], key=lambda t: (t["teacher"], t["domain"])):
             st, gen = t.get("statistics", {}), t.get("generation", {})
+            trained = next((r for r in data["rows"] if r["teacher"] == t["teacher"] and r["domain"] == t["domain"]
+                            and r.get("examples")), None)
+            cut = (f"{_pct(trained['truncated_examples'] / trained['examples'])} of {trained['examples']}"
+                   if trained else "—")
             ci = st.get("ci95") or [float("nan"), float("nan")]
             lines.append(
                 f"| {t['teacher']} | {t['domain']} | {gen.get('paid', '—')} | {st.get('n', 0)} | "
                 f"{_pct(st.get('pass_rate', 0.0))} [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}] | "
                 f"{st.get('tokens_mean', 0):.0f} | {st.get('tokens_p50', 0):.0f} | {st.get('tokens_p90', 0):.0f} | "
-                f"{_pct(st.get('truncation_rate', 0.0))} | {gen.get('cost_usd', 0.0):.4f} |")
+                f"{_pct(st.get('truncation_rate', 0.0))} | {cut} | {gen.get('cost_usd', 0.0):.4f} |")
         lines.append("")
     lines += ["All numbers: `results.csv`, `results.json` in this folder.", ""]
     _plot(data, exp_dir)

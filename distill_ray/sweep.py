@@ -87,6 +87,15 @@ def grid_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
     return trials
 
 
+# Planning figures for --dry-run; estimates, stated as such in the plan's "assumptions".
+ACTIVE_PARAMETERS = {"Qwen/Qwen3-30B-A3B-Base": 3.3e9, "Qwen/Qwen3-30B-A3B": 3.3e9,
+                     "meta-llama/Llama-3.1-8B-Instruct": 8.0e9, "meta-llama/Llama-3.1-8B": 8.0e9}
+PEAK_BF16_FLOPS = 989e12  # H100 SXM / H200 dense bf16
+ASSUMED_MFU = 0.30
+ASSUMED_DECODE_MFU = 0.05  # batched decoding is memory-bound
+EVAL_ITEMS = {"math500": 500, "mbppplus": 378}
+EVAL_TOKENS_PER_ITEM = 1000
+
 # ----------------------------------------------------------------------------------------------------------- stages
 
 
@@ -259,20 +268,34 @@ def plan_sweep(sweep: SweepConfig) -> dict:
         }
     per_trial = []
     for trial in trials:
-        student = sweep.students[trial["student"]]
-        tokens = sweep.training.samples * min(sweep.training.max_length, 1000)
+        config = trial_config(sweep, trial["extra"])
+        student = config.students[trial["student"]]
+        training = config.training
+        tokens = training.samples * min(training.max_length, 1000)
         gpus = student.num_workers * student.gpus_per_worker
-        per_trial.append({"trial": trial["name"], "steps": sweep.training.steps,
-                          "checkpoints": len(range(sweep.training.checkpoint_every, sweep.training.steps + 1,
-                                                   sweep.training.checkpoint_every)),
-                          "train_tokens_est": tokens, "gpus": gpus})
+        checkpoints = len(set(range(training.checkpoint_every, training.steps + 1, training.checkpoint_every))
+                          | {training.steps})
+        active = ACTIVE_PARAMETERS.get(student.model)
+        gpu_hours = None
+        if active and gpus:
+            # LoRA: forward plus input-gradient backward over frozen weights = 4 x active params FLOPs per token
+            train_s = 4 * active * tokens / (PEAK_BF16_FLOPS * ASSUMED_MFU)
+            eval_tokens = (checkpoints + 1) * sum(EVAL_ITEMS.get(b.name, b.subset or 100) for b in
+                                                  config.evaluation.benchmarks) * EVAL_TOKENS_PER_ITEM
+            eval_s = 2 * active * eval_tokens / (PEAK_BF16_FLOPS * ASSUMED_DECODE_MFU)
+            gpu_hours = round(gpus * train_s / 3600 + eval_s / 3600, 1)
+        per_trial.append({"trial": trial["name"], "steps": training.steps, "checkpoints": checkpoints,
+                          "train_tokens_est": tokens, "gpus": gpus, "gpu_hours_est": gpu_hours})
     return {
         "experiment_dir": sweep.experiment_dir(),
         "stages": ["problems", "generate", "verify", "evaluate-base", "trials(train+evaluate)", "report"],
         "trials": len(trials), "teachers": teachers, "per_trial": per_trial,
         "evaluations_per_trial": len(sweep.evaluation.benchmarks),
-        "assumptions": "tokens estimated at 200 prompt and min(max_tokens, 2000) completion per request, "
-                       "and min(max_length, 1000) training tokens per example",
+        "assumptions": "teacher tokens: 200 prompt and min(max_tokens, 2000) completion per request; training: "
+                       "min(max_length, 1000) tokens per example, 4 x active parameters FLOPs per token at "
+                       f"{ASSUMED_MFU:.0%} of {PEAK_BF16_FLOPS / 1e12:.0f} TFLOP/s per GPU; evaluation: "
+                       f"{EVAL_TOKENS_PER_ITEM} tokens per item at {ASSUMED_DECODE_MFU:.0%} MFU; "
+                       "GPU-hours only for students with known active parameter counts",
     }
 
 
@@ -294,6 +317,65 @@ def _start_builtin_teachers(sweep: SweepConfig) -> tuple[Any, SweepConfig]:
     for name in builtin:
         data["teachers"][name]["base_url"] = handle.base_url
     return handle, SweepConfig.model_validate(data)
+
+
+class _Progress:
+    """Prints one line whenever a trial finishes or fails, with the experiment's running totals."""
+
+    def __new__(cls, total: int):
+        from ray import tune
+
+        class Progress(tune.Callback):
+            def __init__(self) -> None:
+                self.done: set[str] = set()
+                self.failed: set[str] = set()
+
+            def _line(self, trial, verb: str, trials) -> None:
+                running = sum(1 for t in trials if t.status == "RUNNING")
+                name = trial.config.get("trial", {}).get("name", str(trial))
+                _log(f"trial {name} {verb}: {len(self.done)}/{total} done, {running} running, "
+                     f"{len(self.failed)} failed")
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self.done.add(trial.trial_id)
+                self._line(trial, "finished", trials)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self.failed.add(trial.trial_id)
+                self._line(trial, f"FAILED ({trial.error_file})", trials)
+
+        return Progress()
+
+
+def trainable_for(exp_dir: str, sweep: SweepConfig | None = None) -> Any:
+    """The Tune trainable of an experiment, e.g. to restore its ResultGrid:
+
+        from ray import tune
+        from distill_ray.sweep import trainable_for
+        grid = tune.Tuner.restore("runs/local/tune", trainable=trainable_for("runs/local")).get_results()
+        print(grid.get_dataframe()[["config/trial/name", "step", "mini-math/accuracy"]])
+    """
+    from ray import tune
+
+    from distill_ray.config import sweep_from_dict
+
+    exp_dir = os.path.abspath(exp_dir)
+    if sweep is None:
+        sweep = sweep_from_dict(_read_json(os.path.join(exp_dir, "sweep.json")), os.path.join(exp_dir, "sweep.json"))
+    trainable = tune.with_parameters(run_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir)
+    resources = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in sweep.trial_resources.items()}
+    return tune.with_resources(trainable, resources)
+
+
+def check_secrets(sweep: SweepConfig, file: str = "<sweep>") -> None:
+    """Fail before anything starts when a teacher's API key variable is unset (the key itself is never read here)."""
+    from distill_ray.config import ConfigError
+
+    for name in sweep.grid.teachers:
+        env = sweep.teachers[name].api_key_env
+        if env and not os.environ.get(env):
+            raise ConfigError(file, f"teachers.{name}.api_key_env",
+                              f"environment variable {env} is not set (it must hold the provider's API key)")
 
 
 def run_shared_stages(sweep: SweepConfig, exp_dir: str) -> dict:
@@ -323,6 +405,7 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
 
     from distill_ray.report import write_report
 
+    check_secrets(sweep)
     exp_dir = os.path.abspath(sweep.experiment_dir())
     sweep_file = os.path.join(exp_dir, "sweep.json")
     if os.path.exists(sweep_file) and not resume:
@@ -339,9 +422,7 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
         shared = run_shared_stages(sweep, exp_dir)
         trials = grid_trials(sweep)
         _log(f"{len(trials)} trials")
-        trainable = tune.with_parameters(run_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir)
-        resources = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in sweep.trial_resources.items()}
-        trainable = tune.with_resources(trainable, resources)
+        trainable = trainable_for(exp_dir, sweep)
         tune_dir = os.path.join(exp_dir, "tune")
         if resume and tune.Tuner.can_restore(tune_dir):
             tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
@@ -353,6 +434,7 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
                 run_config=tune.RunConfig(
                     name="tune", storage_path=exp_dir,
                     failure_config=tune.FailureConfig(max_failures=sweep.training.max_failures),
+                    callbacks=[_Progress(len(trials))],
                     verbose=0,
                 ),
             )

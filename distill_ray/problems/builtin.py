@@ -196,7 +196,7 @@ def simulated_response(prompt: str, style: str, correct_rate: float, key: str) -
         reasoning = " ".join(solution.steps)
     elif style == "verbose":
         parts = [rng.choice(_VERBOSE_OPENERS), prompt.split(" Put your")[0].split(" Write your")[0]]
-        for _ in range(rng.randint(2, 9)):
+        for _ in range(rng.randint(1, 6)):
             parts.append(rng.choice(_VERBOSE_CHECKS))
             parts.extend(solution.steps)
         parts.append("I am fairly confident in this result now.")

@@ -432,7 +432,8 @@ class TeacherClient:
                 "response_id": str(body.get("id") or ""), "latency_s": round(latency, 4), "attempts": attempts,
                 "created": time.time(),
             }
-            key = request_key(self.teacher["base_url"], self.teacher["model"], messages, sampling, indices[pos])
+            key = request_key(self.teacher.get("cache_url", self.teacher["base_url"]), self.teacher["model"], messages,
+                              sampling, indices[pos])
             await self._writer.put(key, record)
             records.append(record)
         missing = len(indices) - len(choices)

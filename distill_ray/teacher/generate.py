@@ -63,6 +63,9 @@ def _teacher_dict(name: str, teacher: TeacherConfig) -> dict:
     if not data.get("base_url"):
         raise ValueError(f"teacher {name!r}: no base_url (for provider builtin, pass the teacher server's "
                          "handle.base_url, e.g. teacher.model_copy(update={'base_url': handle.base_url}))")
+    # The built-in server listens on a fresh port each run; keying its responses by that URL would make every
+    # resume of the embedded default pay again. Its answers depend only on the request, so one identity serves.
+    data["cache_url"] = "builtin://teacher-server" if data.get("provider") == "builtin" else data["base_url"]
     return data
 
 
@@ -145,11 +148,11 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict)
             if old is not None and old.get("prompt_hash") == prompt_hash(problem["prompt"]):
                 done_rows.append({**old, "teacher": teacher["name"], "from_cache": True})
                 continue
-            base = cache.get(request_key(teacher["base_url"], teacher["model"], messages,
+            base = cache.get(request_key(teacher["cache_url"], teacher["model"], messages,
                                          sampling_for(teacher, max_tokens), index))
             extra = None
             if base is not None and retry and base["finish_reason"] == "length":
-                extra = cache.get(request_key(teacher["base_url"], teacher["model"], messages,
+                extra = cache.get(request_key(teacher["cache_url"], teacher["model"], messages,
                                               sampling_for(teacher, bigger), index))
                 if extra is None:
                     samples.append({"index": index, "base": base, "retry": None})
@@ -375,7 +378,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     started = time.monotonic()
     spec = _teacher_dict(teacher_name, teacher)
     out_path = os.path.join(output_dir, OUTPUT_FILE)
-    ns = namespace(spec["base_url"], spec["model"])
+    ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(out_path, spec["model"])
     cache = ResponseCache(cache_dir, ns).load()
     done_rows, items = _work_items(problems, spec, kept, cache)
