@@ -70,3 +70,20 @@ def test_traces_were_generated_once_per_teacher_and_verified(smoke_run):
     # the concise teacher is right about 3 in 4, the verbose one about half the time; verification sees the difference
     assert 0.6 < stats["concise"]["pass_rate"] < 0.9
     assert 0.3 < stats["verbose"]["pass_rate"] < 0.7
+
+
+def test_tune_result_grid_restores_with_the_documented_snippet(smoke_run):
+    from ray import tune
+
+    from distill_ray.sweep import trainable_for
+
+    _, summary = smoke_run
+    exp = summary["experiment_dir"]
+    grid = tune.Tuner.restore(os.path.join(exp, "tune"), trainable=trainable_for(exp)).get_results()
+    frame = grid.get_dataframe()
+    final = {row["config/trial/name"]: row["mini-math/accuracy"] for _, row in frame.iterrows()}
+    data = json.load(open(os.path.join(exp, "results.json")))
+    last = {}
+    for row in data["trials"]:
+        last[row["trial"]] = row["mini-math/accuracy"]  # rows are in step order; the last is what Tune saw last
+    assert final == last

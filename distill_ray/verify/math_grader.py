@@ -1,0 +1,447 @@
+"""Math grader: the last `\\boxed{}` after the reasoning, compared with the gold answer, failing closed.
+
+    from distill_ray.verify import grade_math
+    grade_math("<think>...</think>\\n\\nThe answer is \\boxed{\\frac12}.", "\\frac{1}{2}")  # Verdict("pass", ...)
+
+Rules, in order (each "fail" carries the reason in parentheses):
+- The answer section is the text after the last `</think>`; an unclosed `<think>` means no answer (`no_answer`).
+- Every `\\boxed{...}` / `\\fbox{...}` there is brace-matched. None: `no_box` (there is no fallback to the last number).
+  Several with different contents: `multiple_boxes`. The last one empty: `empty_box`. One listing alternatives
+  ("3 or 5"): `multiple_candidates`. Longer than `MAX_ANSWER_CHARS`: `answer_too_long`. A numeric power tower or the
+  factorial of a huge number: `pathological_answer`, at once.
+- Plain numbers on both sides (integers, decimals, `\\frac{a}{b}`, `a/b`, after removing `$`, units in `\\text{}`,
+  degrees, percent, thousands separators and a leading `x =`) are compared as exact rationals, so neither a rounded
+  decimal nor a near-equal tiny value passes. A decimal answer to a gold answer that is not a plain number (`\\sqrt2`,
+  `\\pi`) fails (`approximate_answer`): MATH answers are exact.
+- Everything else goes to math-verify (gold first; it is not symmetric) on the box contents only, then a numeric second
+  opinion at 1e-9 relative tolerance rejects math-verify's rounding-based matches of different values.
+- The comparison runs in a pool of worker processes with a hard wall-clock limit per item (default 1.5 s), enforced by
+  the caller killing the worker, so it works from any thread (math-verify's own timeouts use signals). A timed-out
+  answer fails (`grader_timeout`); a worker that dies for another reason gives an "error" verdict, which callers retry.
+
+Not guaranteed: semantic equivalence beyond what math-verify and sympy decide (e.g. two differently factored
+polynomials may be judged unequal), and answers whose meaning depends on the question (units conversions).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+
+from distill_ray.verify.verdict import Verdict, errored, failed, passed
+
+MAX_ANSWER_CHARS = 1000
+DEFAULT_TIMEOUT_S = 1.5
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
+
+
+def answer_section(response: str) -> str | None:
+    """The text after the reasoning; None when the reasoning never closed (a truncated trace has no answer)."""
+    end = response.rfind("</think>")
+    if end >= 0:
+        return response[end + len("</think>") :]
+    if "<think>" in response:
+        return None
+    return response
+
+
+def find_boxes(text: str) -> list[str]:
+    """Contents of every `\\boxed{...}` in order, brace-matched; `\\boxed 5` (no braces) takes one token."""
+    boxes: list[str] = []
+    for match in _BOX_RE.finditer(text):
+        i = match.end()
+        if i < len(text) and text[i] == "{":
+            depth, j = 0, i
+            while j < len(text):
+                c = text[j]
+                if c == "\\":
+                    j += 2
+                    continue
+                if c == "{":
+                    depth += 1
+                elif c == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            if depth != 0:
+                continue  # unbalanced: not a box we can read
+            boxes.append(text[i + 1 : j])
+        elif match.group(0).endswith((" ", "\t")) or (i < len(text) and text[i].isalnum()):
+            token = re.match(r"[^\s$]+", text[i:])
+            if token:
+                boxes.append(token.group(0).rstrip(".,"))
+    return boxes
+
+
+_CANDIDATES_RE = re.compile(r"(\\text\{\s*or\s*\}|\\textrm\{\s*or\s*\}|\\mbox\{\s*or\s*\}|\bor\b|\\lor\b)")
+
+
+def extract_final_answer(response: str) -> tuple[str | None, str]:
+    """(failure reason or None, the extracted box contents)."""
+    section = answer_section(response)
+    if section is None:
+        return "no_answer", ""
+    boxes = find_boxes(section)
+    if not boxes:
+        return "no_box", ""
+    final = boxes[-1].strip()
+    if len({_squash(b) for b in boxes}) > 1:
+        return "multiple_boxes", final
+    if not _squash(final):
+        return "empty_box", final
+    if len(final) > MAX_ANSWER_CHARS:
+        return "answer_too_long", final[:200]
+    if _CANDIDATES_RE.search(final):
+        return "multiple_candidates", final
+    if _looks_pathological(final):
+        return "pathological_answer", final
+    return None, final
+
+
+_TOWER_RE = re.compile(r"\d+\^\{?\(?\d+\)?\^")
+_BIG_FACTORIAL_RE = re.compile(r"(\d{4,}|\^\{?\d+\}?)\)?\s*!")
+
+
+def _looks_pathological(answer: str) -> bool:
+    """Numeric power towers and factorials of huge numbers: sympy would try to evaluate them for minutes.
+    (The worker's time limit catches the rest; this only saves the wait and a worker restart.)"""
+    flat = re.sub(r"\s+", "", answer)
+    return bool(_TOWER_RE.search(flat) or _BIG_FACTORIAL_RE.search(flat))
+
+
+def _squash(s: str) -> str:
+    return re.sub(r"\s+|\\[,;:! ]|\\quad|\\qquad", "", s)
+
+
+# ---------------------------------------------------------------- exact numbers
+
+_UNIT_TEXT_RE = re.compile(r"\\(?:text|textrm|mbox|mathrm)\{[^{}]*\}")
+_ASSIGN_RE = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?!=)")
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_DEC_RE = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+)$")
+_FRAC_RE = re.compile(r"^([+-]?)\\frac\{\s*([+-]?\d+)\s*\}\{\s*([+-]?\d+)\s*\}$")
+_FRAC_SHORT_RE = re.compile(r"^([+-]?)\\frac(\d)(\d)$")
+_SLASH_RE = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
+
+
+def normalize_number_text(s: str) -> str:
+    """Strip the decorations MATH answers carry around a plain number; the result may still be non-numeric."""
+    s = s.strip().strip("$").strip()
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\left|\\right|\\displaystyle", "", s)
+    s = re.sub(r"\\[,;:! ]|~", "", s)
+    s = s.replace("{,}", ",")
+    s = s.replace("\\$", "").replace("\\%", "").replace("%", "")
+    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|°", "", s)
+    s = _ASSIGN_RE.sub("", s, count=1)
+    # units written as text after a number ("10\text{ cm}") go; a text-only answer stays text
+    stripped = _UNIT_TEXT_RE.sub("", s).strip()
+    if stripped and re.search(r"\d", stripped):
+        s = stripped
+    s = s.strip().rstrip(".").strip()
+    if s.startswith("{") and s.endswith("}") and s.count("{") == 1:
+        s = s[1:-1].strip()
+    return s.replace(" ", "")
+
+
+def as_rational(s: str) -> Fraction | None:
+    """The exact value of a plain number written in one of the usual forms, else None."""
+    t = normalize_number_text(s)
+    if len(t) > 60:
+        return None
+    if _THOUSANDS_RE.match(t):
+        t = t.replace(",", "")
+    if _INT_RE.match(t) or _DEC_RE.match(t):
+        return Fraction(t)
+    m = _FRAC_RE.match(t) or _FRAC_SHORT_RE.match(t)
+    if m:
+        num, den = int(m.group(2)), int(m.group(3))
+        if den == 0:
+            return None
+        value = Fraction(num, den)
+        return -value if m.group(1) == "-" else value
+    m = _SLASH_RE.match(t)
+    if m and int(m.group(2)) != 0:
+        return Fraction(int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def is_decimal_literal(s: str) -> bool:
+    t = normalize_number_text(s)
+    if _THOUSANDS_RE.match(t):
+        t = t.replace(",", "")
+    return bool(_DEC_RE.match(t))
+
+
+# ---------------------------------------------------------------- comparison (runs inside a worker process)
+
+_MV_STATE: dict = {}
+
+
+def _math_verify():
+    if not _MV_STATE:
+        import logging
+
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+        logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+        _MV_STATE.update(
+            parse=parse,
+            verify=verify,
+            targets=(LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()),
+        )
+    return _MV_STATE
+
+
+def compare_answers(gold: str, answer: str) -> tuple[bool, str]:
+    """(equal, reason) for an extracted answer against the gold answer. No time limit: call it in a worker."""
+    gold_value, answer_value = as_rational(gold), as_rational(answer)
+    if gold_value is not None and answer_value is not None:
+        return (True, "correct") if gold_value == answer_value else (False, "wrong_answer")
+    if gold_value is None and answer_value is not None and is_decimal_literal(answer) and not is_decimal_literal(gold):
+        gold_numeric = _numeric_value(gold)
+        # a decimal for a symbolic gold is an approximation unless the gold happens to be that exact rational
+        if gold_numeric is None or Fraction(gold_numeric).limit_denominator(10**12) != answer_value:
+            return False, "approximate_answer"
+    mv = _math_verify()
+    gold_parsed = mv["parse"]("\\boxed{" + gold + "}", mv["targets"], parsing_timeout=None)
+    answer_parsed = mv["parse"]("\\boxed{" + answer + "}", mv["targets"], parsing_timeout=None)
+    if not gold_parsed:
+        return False, "gold_unparsable"
+    if not answer_parsed:
+        return False, "unparsable_answer"
+    if not mv["verify"](gold_parsed, answer_parsed, timeout_seconds=None):
+        return False, "wrong_answer"
+    # second opinion: math-verify rounds to 6 decimals, so 1e-7 "equals" 2e-7; insist on 1e-9 relative agreement
+    g, a = _sympy_number(gold_parsed[0]), _sympy_number(answer_parsed[0])
+    if g is not None and a is not None and abs(g - a) > 1e-9 * max(1.0, abs(g)):
+        return False, "wrong_answer"
+    return True, "correct"
+
+
+def _sympy_number(expr) -> complex | None:
+    try:
+        import sympy
+
+        if not isinstance(expr, sympy.Expr) or expr.free_symbols:
+            return None
+        value = complex(sympy.N(expr, 30))
+    except Exception:
+        return None
+    if value != value or abs(value) == float("inf"):
+        return None
+    return value
+
+
+def _numeric_value(latex: str) -> float | None:
+    mv = _math_verify()
+    try:
+        parsed = mv["parse"]("\\boxed{" + latex + "}", mv["targets"], parsing_timeout=None)
+    except Exception:
+        return None
+    if not parsed:
+        return None
+    value = _sympy_number(parsed[0])
+    if value is None or value.imag:
+        return None
+    return value.real
+
+
+def worker_main() -> None:
+    """Loop of a grader worker process: one JSON request per stdin line, one JSON reply per stdout line."""
+    import resource
+
+    # a pathological expression may try to allocate without bound; fail it, not the node
+    limit = 2 * 1024**3
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the protocol
+    _math_verify()
+    out.write('{"ready": true}\n')
+    out.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            equal, reason = compare_answers(request["gold"], request["answer"])
+            reply = {"equal": equal, "reason": reason}
+        except MemoryError:
+            reply = {"equal": False, "reason": "grader_memory"}
+        except RecursionError:
+            reply = {"equal": False, "reason": "unparsable_answer"}
+        except Exception as exc:  # math-verify raises on malformed LaTeX; fail closed
+            reply = {"equal": False, "reason": "unparsable_answer", "detail": type(exc).__name__}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+# ---------------------------------------------------------------- worker pool (the caller's side)
+
+
+class _Worker:
+    """One grader subprocess; killed and replaced when it overruns its deadline."""
+
+    def __init__(self) -> None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": root, "PYTHONHASHSEED": "0"}
+        # the worker needs no secrets; an empty environment keeps API keys out of it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from distill_ray.verify.math_grader import worker_main; worker_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
+        )
+        self._buffer = b""
+        self.ready = False
+
+    def _readline(self, deadline: float) -> bytes | None:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if not readable:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError("grader worker exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        if not self.ready:
+            line = self._readline(time.monotonic() + timeout_s)
+            if line is None:
+                raise TimeoutError("grader worker did not start")
+            self.ready = True
+
+    def ask(self, gold: str, answer: str, timeout_s: float) -> dict | None:
+        """The reply, or None when the deadline passed (the worker is then dead)."""
+        self.proc.stdin.write((json.dumps({"gold": gold, "answer": answer}) + "\n").encode())
+        self.proc.stdin.flush()
+        line = self._readline(time.monotonic() + timeout_s)
+        if line is None:
+            self.kill()
+            return None
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class MathGrader:
+    """A pool of grader processes. Thread-safe; `grade` blocks for at most about `timeout_s` per answer."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.size = workers or max(1, os.cpu_count() or 1)
+        self.timeout_s = timeout_s
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._all: list[_Worker] = []
+        self._closed = False
+        for _ in range(self.size):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        worker = _Worker()
+        with self._lock:
+            self._all.append(worker)
+        self._idle.put(worker)
+
+    def grade(self, response: str, gold: str) -> Verdict:
+        reason, answer = extract_final_answer(response)
+        if reason is not None:
+            return failed(reason, answer)
+        return self.compare(gold, answer)
+
+    def compare(self, gold: str, answer: str) -> Verdict:
+        if not str(gold).strip():
+            return errored("missing_gold", answer)
+        worker = self._idle.get()
+        replace = False
+        try:
+            worker.wait_ready()
+            reply = worker.ask(str(gold), answer, self.timeout_s)
+            if reply is None:
+                replace = True
+                return failed("grader_timeout", answer)
+        except (OSError, EOFError, TimeoutError, ValueError):
+            worker.kill()
+            replace = True
+            return errored("grader_crashed", answer)
+        finally:
+            if replace:
+                with self._lock:
+                    if worker in self._all:
+                        self._all.remove(worker)
+                if not self._closed:
+                    self._spawn()
+            else:
+                self._idle.put(worker)
+        if reply["equal"]:
+            return passed("correct", answer)
+        return failed(reply["reason"], answer)
+
+    def grade_many(self, items: Iterable[tuple[str, str]]) -> list[Verdict]:
+        """Grade (response, gold) pairs concurrently on all workers, results in input order."""
+        items = list(items)
+        with ThreadPoolExecutor(self.size) as pool:
+            return list(pool.map(lambda item: self.grade(*item), items))
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            workers, self._all = self._all, []
+        for worker in workers:
+            worker.kill()
+
+    def __enter__(self) -> MathGrader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SHARED: dict[str, MathGrader] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_grader() -> MathGrader:
+    """The process-wide grader pool, created on first use (a Ray actor keeps its own for its lifetime)."""
+    with _SHARED_LOCK:
+        if "pool" not in _SHARED:
+            _SHARED["pool"] = MathGrader()
+            atexit.register(_SHARED["pool"].close)
+        return _SHARED["pool"]
+
+
+def grade_math(response: str, gold: str, *, grader: MathGrader | None = None) -> Verdict:
+    """Grade one response against its gold answer (see the module docstring for the rules)."""
+    reason, answer = extract_final_answer(response)
+    if reason is not None:
+        return failed(reason, answer)
+    return (grader or shared_grader()).compare(gold, answer)

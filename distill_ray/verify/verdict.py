@@ -1,0 +1,40 @@
+"""The verdict every judge returns: pass, fail (with a reason) or error (infrastructure trouble, retried).
+
+`Verdict` is a frozen dataclass so it can be shared between threads and compared in tests; `as_dict` gives the three
+fields that `records.VerifiedTrace` adds to a trace row. Nothing here runs untrusted code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+VerdictName = Literal["pass", "fail", "error"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's decision: `verdict` is "pass", "fail" or "error"; `reason` a short snake_case word."""
+
+    verdict: VerdictName
+    reason: str
+    extracted: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+
+def passed(reason: str = "correct", extracted: str = "") -> Verdict:
+    return Verdict("pass", reason, extracted)
+
+
+def failed(reason: str, extracted: str = "") -> Verdict:
+    return Verdict("fail", reason, extracted)
+
+
+def errored(reason: str, extracted: str = "") -> Verdict:
+    return Verdict("error", reason, extracted)
