@@ -20,7 +20,7 @@ import json
 import os
 from typing import Any
 
-from distill_ray.evaluate.stats import difference_interval
+from distill_ray.stats import difference_interval
 
 DOMAIN_OF_BENCHMARK = {"mini-math": "math", "math500": "math", "mini-code": "code", "mbppplus": "code"}
 DISPLAY = {"mini-math": "mini-math", "math500": "MATH-500", "mini-code": "mini-code", "mbppplus": "MBPP+"}

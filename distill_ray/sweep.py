@@ -144,6 +144,7 @@ def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, tea
     """Traces of one (teacher, domain), verified; returns the trace statistics. Resumable, never pays twice."""
     from distill_ray.teacher import generate_traces
     from distill_ray.verify import trace_statistics, verify_rows
+    from distill_ray.verify.sandbox import shared_pool
 
     folder = os.path.join(exp_dir, "traces", teacher_name, domain)
     if _done(folder):
@@ -155,7 +156,7 @@ def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, tea
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
             for t in answered]
-    verified = verify_rows(rows)
+    verified = verify_rows(rows, pool=shared_pool(sweep.allow_network_risk))
     _write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
     stats = trace_statistics(verified)
     key = next(iter(stats)) if stats else None
@@ -179,7 +180,8 @@ def evaluate_base(sweep: SweepConfig, exp_dir: str, student_name: str, benchmark
     from distill_ray.evaluate import evaluate_checkpoint
 
     return evaluate_checkpoint(sweep.students[student_name], None, benchmarks, sweep.evaluation, step=0, samples=0,
-                               output_dir=os.path.join(exp_dir, "base", student_name))
+                               output_dir=os.path.join(exp_dir, "base", student_name),
+                               allow_network_risk=sweep.allow_network_risk)
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
@@ -223,7 +225,8 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     for ckpt in train["checkpoints"]:
         scores = evaluate_checkpoint(student, ckpt["path"], benchmarks, sweep.evaluation, step=ckpt["step"],
                                      samples=ckpt["samples"],
-                                     output_dir=os.path.join(folder, "eval", f"step-{ckpt['step']:06d}"))
+                                     output_dir=os.path.join(folder, "eval", f"step-{ckpt['step']:06d}"),
+                                     allow_network_risk=sweep.allow_network_risk)
         row = {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
                "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
                "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],

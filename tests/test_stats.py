@@ -1,6 +1,6 @@
 import pytest
 
-from distill_ray.evaluate.stats import difference_interval, wilson_interval
+from distill_ray.stats import difference_interval, wilson_interval
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ import os
 from typing import Any
 
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, StudentConfig
-from distill_ray.evaluate.stats import wilson_interval
 from distill_ray.records import BenchmarkScore, Problem
+from distill_ray.stats import wilson_interval
 
 FORMAT_FAILURE_REASONS = frozenset({"no_box", "empty_box", "multiple_boxes", "no_code"})
 
@@ -40,13 +40,15 @@ def load_benchmark(bench: BenchmarkConfig) -> list[Problem]:
     return items
 
 
-def score_responses(problems: list[Problem], responses: list[str]) -> list[dict[str, Any]]:
+def score_responses(problems: list[Problem], responses: list[str], *,
+                    allow_network_risk: bool = False) -> list[dict[str, Any]]:
     """Judge each response against its problem; one dict per item with the verdict, reason and extracted answer."""
     from distill_ray.verify import verify_rows
+    from distill_ray.verify.sandbox import shared_pool
 
     rows = [{"domain": p["domain"], "text": r, "answer": p["answer"], "tests": p["tests"], "problem_id": p["id"]}
             for p, r in zip(problems, responses, strict=True)]
-    return verify_rows(rows)
+    return verify_rows(rows, pool=shared_pool(allow_network_risk))
 
 
 def summarise(benchmark: str, items: list[dict[str, Any]], *, step: int, samples: int) -> BenchmarkScore:
@@ -71,6 +73,7 @@ def evaluate_checkpoint(
     step: int,
     samples: int,
     output_dir: str | None = None,
+    allow_network_risk: bool = False,
 ) -> list[BenchmarkScore]:
     """Generate greedily on every benchmark and score; writes responses.jsonl and scores.json when output_dir is set.
 
@@ -98,7 +101,7 @@ def evaluate_checkpoint(
     records: list[dict[str, Any]] = []
     for name, problems in benchmarks.items():
         responses = generate([p["prompt"] for p in problems])
-        items = score_responses(problems, responses)
+        items = score_responses(problems, responses, allow_network_risk=allow_network_risk)
         scores.append(summarise(name, items, step=step, samples=samples))
         for problem, response, item in zip(problems, responses, items, strict=True):
             records.append({"benchmark": name, "problem_id": problem["id"], "response": response,

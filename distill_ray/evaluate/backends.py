@@ -1,79 +1,294 @@
 """Generation backends for evaluation: transformers (CPU or GPU) and vLLM (GPU, LoRA adapters served per request).
 
     backend = TransformersBackend(student_config, adapter_path=None, batch_size=32)
-    responses = backend.generate(["user message", ...], max_new_tokens=512)
+    responses = backend.generate(["user message", ...], max_new_tokens=512)   # one string per prompt, prompt order
+    backend.load_adapter("runs/x/checkpoints/step-200")                        # same loaded base, next checkpoint
 
-Both decode greedily and return one response string per prompt, in prompt order. The transformers backend sorts
-prompts by length so each batch pads little, and stops a batch as soon as every sequence in it has ended. The vLLM
-backend needs the `gpu` extra and a CUDA device; it is imported lazily so CPU installs never touch it. Neither backend
-guarantees bit-identical outputs across hardware (floating-point reduction order differs).
+Both backends decode greedily from the chat-formatted prompt (`build_chat_prompt`, the same template in both) and
+return one decoded response per user message, in the order given.
+
+How the transformers backend is fast without changing what greedy decoding produces:
+- prompts are tokenized once and sorted by length, then packed into batches by a row cap (`batch_size`) and an
+  optional token budget (`max_batch_tokens`: rows x (longest prompt + max_new_tokens)), so a batch pads little and
+  short prompts can share big batches while long ones get small ones;
+- its own greedy loop over the model's KV cache drops a sequence from the batch (and from the cache) the step it
+  emits a stop token, so finished answers stop costing compute while a long one is still being written (plain
+  `generate()` keeps decoding every row of a batch until the last one ends);
+- a LoRA adapter is merged into the base weights (no adapter matmuls per step); the untouched base weights are kept
+  on the host so `load_adapter` can switch checkpoints on one loaded base model and return to the exact base.
+
+What is guaranteed: with `batch_size=1` and `merge_adapter=False` the loop performs the same forward passes as a
+one-prompt-at-a-time `model.generate()` and returns identical tokens. What is NOT guaranteed: bit-identical outputs
+for batched decoding, for a merged adapter, or across hardware. A batch changes matrix shapes (and so floating-point
+reduction order), and merging rounds W + BA once; either can flip an argmax where the top two logits are nearly tied.
+The tests measure this: on the tiny fp32 students every batched and merged response matched the one-at-a-time
+reference, and any divergence must begin at such a near-tie. The vLLM backend needs the `gpu` extra and a CUDA
+device; it is imported lazily so CPU installs never touch it, and it is not exercised by the CPU test suite.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
 from typing import Any
 
 from distill_ray.config import StudentConfig
 
+# Tokens that end an assistant turn in the chat families we serve; whichever exist in a tokenizer stop generation.
+STOP_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>")
+# LoRA ranks vLLM accepts for max_lora_rank (it rejects other values).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """The tokenizer's EOS plus every end-of-turn token it knows, sorted (shared by both backends and the benchmark)."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for token in STOP_TOKENS:
+        if token in vocab:
+            ids.add(vocab[token])
+    return sorted(i for i in ids if i is not None)
+
+
+def plan_batches(lengths: list[int], *, max_new_tokens: int, max_batch_size: int,
+                 max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Group prompt indices into batches: longest first, each batch at most `max_batch_size` rows and, when a token
+    budget is set, at most `max_batch_tokens` padded tokens (rows x (longest prompt in it + max_new_tokens)).
+
+    A single prompt over the budget still gets a batch of its own (a budget limits sharing, it never drops a prompt).
+    Longest-first makes the memory peak happen in the first batch, so an out-of-memory shows up at once.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        if current:
+            longest = lengths[current[0]]  # sorted descending: the first row is the longest
+            rows = len(current) + 1
+            over_budget = max_batch_tokens is not None and rows * (longest + max_new_tokens) > max_batch_tokens
+            if rows > max_batch_size or over_budget:
+                batches.append(current)
+                current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _cache_argument(model: Any) -> str:
+    """The forward() keyword for the KV cache: transformers 5.x renamed `past_key_values` to `cache`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def greedy_decode(model: Any, prompts: list[list[int]], *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
+                  device: str | Any = "cpu") -> list[list[int]]:
+    """Greedy continuation of each token-id prompt in one left-padded batch; returns the new tokens of each row,
+    ending with its stop token when it emitted one.
+
+    Inputs mirror what `generate()` passes for a left-padded batch (2D attention mask, position ids counted over
+    real tokens only), so a one-row batch runs exactly the forward passes `generate()` runs. Rows leave the batch
+    and the KV cache as soon as they stop.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    if not prompts:
+        return []
+    longest = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, longest - len(ids):] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    cache = DynamicCache(config=config)
+    cache_kw = _cache_argument(model)
+    stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
+
+    outputs: list[list[int]] = [[] for _ in prompts]
+    alive = list(range(len(prompts)))  # original row of each row still in the batch
+    step_ids, step_positions = input_ids, position_ids
+    with torch.inference_mode():
+        for step in range(max_new_tokens):
+            logits = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
+                           use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1, :]
+            next_ids = logits.argmax(dim=-1)
+            finished = torch.isin(next_ids, stops)
+            for row, token in zip(alive, next_ids.tolist(), strict=True):
+                outputs[row].append(token)
+            if step + 1 == max_new_tokens:
+                break
+            if bool(finished.any()):
+                keep = (~finished).nonzero(as_tuple=True)[0]
+                if keep.numel() == 0:
+                    break
+                # Drop finished rows everywhere: the cache, the mask and the running positions.
+                cache.batch_select_indices(keep)
+                attention_mask = attention_mask[keep]
+                next_ids, step_positions = next_ids[keep], step_positions[keep]
+                alive = [alive[i] for i in keep.tolist()]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(alive), 1))], dim=-1)
+            step_positions = step_positions[:, -1:] + 1
+            step_ids = next_ids[:, None]
+    return outputs
+
 
 class TransformersBackend:
-    """Greedy batched generation with transformers; the base model when adapter_path is None."""
+    """Greedy batched generation with transformers; the base model when adapter_path is None.
+
+    `merge_adapter=True` folds the LoRA into the weights (fast; may flip near-tied argmaxes, see the module note);
+    False keeps PEFT's separate adapter matmuls (exactly what a PEFT model's own `generate()` computes).
+    """
 
     def __init__(self, student: StudentConfig, adapter_path: str | None = None, *, batch_size: int = 32,
-                 device: str | None = None):
+                 device: str | None = None, max_batch_tokens: int | None = None, merge_adapter: bool = True):
         import torch
 
-        from distill_ray.train import build_chat_prompt, load_student
+        from distill_ray.train.models import build_chat_prompt, load_base_model, load_tokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model, self.tokenizer = load_student(student, adapter_path, device=self.device)
-        self.model.eval()
-        self.batch_size = batch_size
-        self._build_chat_prompt = build_chat_prompt
+        self.tokenizer = load_tokenizer(student)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+        self.base_model = load_base_model(student, device=self.device).eval()
+        self.model = self.base_model
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.merge_adapter = merge_adapter
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self._pad_id: int = self.tokenizer.pad_token_id
+        self.adapter_path: str | None = None
+        self._build_chat_prompt = build_chat_prompt
+        self._pristine: dict[str, Any] = {}  # base weights a merged adapter overwrote, kept on the host
+        self._peft_model: Any = None  # the PEFT wrapper of an unmerged adapter
+        if adapter_path:
+            self.load_adapter(adapter_path)
 
-    def _stop_ids(self) -> list[int]:
-        ids = {self.tokenizer.eos_token_id}
-        for token in ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>"):
-            token_id = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
-                ids.add(token_id)
-        return sorted(i for i in ids if i is not None)
+    @classmethod
+    def from_model(cls, model: Any, *, pad_id: int, stop_ids: list[int], batch_size: int = 32,
+                   max_batch_tokens: int | None = None, device: str | None = None) -> TransformersBackend:
+        """A backend over an already-built model and no tokenizer (random-weight throughput runs): only
+        `generate_ids` is usable, and adapters cannot be loaded."""
+        backend = cls.__new__(cls)
+        backend.device = device or str(next(model.parameters()).device)
+        backend.tokenizer = None
+        backend.base_model = backend.model = model.eval()
+        backend.batch_size, backend.max_batch_tokens, backend.merge_adapter = batch_size, max_batch_tokens, False
+        backend.stop_ids, backend._pad_id = list(stop_ids), pad_id
+        backend.adapter_path, backend._pristine, backend._peft_model = None, {}, None
+        return backend
 
-    def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
+    def load_adapter(self, adapter_path: str | None) -> None:
+        """Serve `adapter_path` (None: the base model) from here on, without reloading the base model."""
+        from peft import PeftModel
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if adapter_path == self.adapter_path:
+            return
+        self._restore_base()
+        if adapter_path:
+            peft_model = PeftModel.from_pretrained(self.base_model, adapter_path, is_trainable=False)
+            peft_model.eval()
+            if self.merge_adapter:
+                # Keep the weights merging will overwrite, so the exact base (or the next adapter) can come back.
+                for name, module in peft_model.base_model.model.named_modules():
+                    if isinstance(module, BaseTunerLayer):
+                        base_layer = module.get_base_layer()
+                        prefix = name.replace(".base_layer", "")
+                        for param_name, param in base_layer.named_parameters(recurse=False):
+                            key = f"{prefix}.{param_name}" if prefix else param_name
+                            self._pristine.setdefault(key, param.detach().to("cpu", copy=True))
+                self.model = peft_model.merge_and_unload()
+                self.base_model = self.model
+            else:
+                self._peft_model = peft_model
+                self.model = peft_model
+        self.adapter_path = adapter_path
+
+    def _restore_base(self) -> None:
         import torch
 
+        if self._peft_model is not None:
+            self.base_model = self._peft_model.unload()  # removes LoRA layers without touching base weights
+            self._peft_model = None
+        with torch.no_grad():
+            for name, saved in self._pristine.items():
+                self.base_model.get_parameter(name).copy_(saved.to(self.device))
+        self._pristine = {}
+        self.model = self.base_model
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each chat-formatted user message (the template writes any BOS itself)."""
         texts = [self._build_chat_prompt(self.tokenizer, p) for p in prompts]
-        lengths = [len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
-        outputs: list[str] = [""] * len(texts)
-        stop_ids = self._stop_ids()
-        for start in range(0, len(order), self.batch_size):
-            batch_idx = order[start:start + self.batch_size]
-            enc = self.tokenizer([texts[i] for i in batch_idx], return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
-                generated = self.model.generate(
-                    **enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-            new_tokens = generated[:, enc["input_ids"].shape[1]:]
-            for row, i in enumerate(batch_idx):
-                outputs[i] = self.tokenizer.decode(new_tokens[row], skip_special_tokens=True)
+        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    def generate_ids(self, prompt_ids: list[list[int]], *, max_new_tokens: int) -> list[list[int]]:
+        """New token ids per prompt (in the order given), stop token included when one was emitted."""
+        outputs: list[list[int]] = [[] for _ in prompt_ids]
+        batches = plan_batches([len(p) for p in prompt_ids], max_new_tokens=max_new_tokens,
+                               max_batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+        for batch in batches:
+            new = greedy_decode(self.model, [prompt_ids[i] for i in batch], max_new_tokens=max_new_tokens,
+                                stop_ids=self.stop_ids, pad_id=self._pad_id, device=self.device)
+            for i, tokens in zip(batch, new, strict=True):
+                outputs[i] = tokens
         return outputs
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
+        """One decoded response per user message, in prompt order (special tokens dropped, `<think>` kept)."""
+        new = self.generate_ids(self.encode(prompts), max_new_tokens=max_new_tokens)
+        return [self.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
+
+
+def adapter_rank(adapter_path: str) -> int:
+    """The LoRA rank `r` recorded in a PEFT adapter folder (the largest one if ranks vary per module)."""
+    with open(os.path.join(adapter_path, "adapter_config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    ranks = [int(config.get("r", 8)), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    return max(ranks)
+
+
+def vllm_max_lora_rank(rank: int) -> int:
+    """The smallest rank vLLM accepts as max_lora_rank that holds `rank`."""
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank ({VLLM_LORA_RANKS[-1]})")
 
 
 class VLLMBackend:
-    """vLLM engine on one GPU; adapters attach per call (LoRARequest), so one engine serves every checkpoint."""
+    """vLLM engine on one GPU; adapters attach per call (LoRARequest), so one engine serves every checkpoint.
 
-    def __init__(self, student: StudentConfig, *, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.9):
+    The prompt is the same chat-formatted text as the transformers backend (`build_chat_prompt`), passed as token
+    ids so no template or BOS is applied twice. Requires the `gpu` extra; untested on CPU.
+    """
+
+    def __init__(self, student: StudentConfig, *, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.9,
+                 max_model_len: int | None = None, max_loras: int = 1, enforce_eager: bool = False):
         from vllm import LLM  # noqa: PLC0415 - GPU extra only
 
-        self.llm = LLM(model=student.model, revision=student.revision, enable_lora=True,
-                       max_lora_rank=max_lora_rank, gpu_memory_utilization=gpu_memory_utilization)
-        self.tokenizer = self.llm.get_tokenizer()
+        from distill_ray.train.models import build_chat_prompt, load_tokenizer, resolve_model_path
+
+        dtype = {"auto": "bfloat16", "bfloat16": "bfloat16", "float32": "float32"}[student.dtype]
+        kwargs: dict[str, Any] = dict(
+            model=resolve_model_path(student.model), enable_lora=True, max_lora_rank=vllm_max_lora_rank(max_lora_rank),
+            max_loras=max_loras, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
+            enforce_eager=enforce_eager,
+        )
+        if not student.model.startswith("builtin:"):
+            kwargs["revision"] = student.revision
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        self.max_lora_rank = kwargs["max_lora_rank"]
+        self.llm = LLM(**kwargs)
+        self.tokenizer = load_tokenizer(student)
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self._build_chat_prompt = build_chat_prompt
         self._adapters: dict[str, int] = {}
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
@@ -82,9 +297,19 @@ class VLLMBackend:
 
         lora: Any = None
         if adapter_path:
+            rank = adapter_rank(adapter_path)
+            if rank > self.max_lora_rank:
+                raise ValueError(f"{adapter_path}: LoRA rank {rank} exceeds this engine's max_lora_rank "
+                                 f"{self.max_lora_rank}; build the engine with max_lora_rank >= {rank}")
+            # A stable id per adapter path: vLLM caches adapters by id, so a reused id must mean the same weights.
             lora_id = self._adapters.setdefault(adapter_path, len(self._adapters) + 1)
             lora = LoRARequest(f"adapter-{lora_id}", lora_id, adapter_path)
-        messages = [[{"role": "user", "content": p}] for p in prompts]
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-        results = self.llm.chat(messages, params, lora_request=lora, use_tqdm=False)
+        token_prompts = [
+            {"prompt_token_ids": self.tokenizer(self._build_chat_prompt(self.tokenizer, p),
+                                                add_special_tokens=False)["input_ids"]}
+            for p in prompts
+        ]
+        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self.stop_ids,
+                                skip_special_tokens=True)
+        results = self.llm.generate(token_prompts, params, lora_request=lora, use_tqdm=False)
         return [r.outputs[0].text for r in results]

@@ -1,4 +1,4 @@
-"""Trace statistics per (teacher, domain) and the Wilson interval used by every reported rate.
+"""Trace statistics per (teacher, domain); the Wilson interval comes from `distill_ray.stats`.
 
     from distill_ray.verify import trace_statistics
     trace_statistics(verified_rows)["sonnet/math"]["pass_rate"]
@@ -15,16 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from distill_ray.stats import wilson_interval
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+__all__ = ["percentile", "trace_statistics", "wilson_interval"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

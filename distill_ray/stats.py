@@ -1,4 +1,4 @@
-"""Interval estimates for accuracies and differences of accuracies.
+"""Interval estimates for accuracies and differences of accuracies, shared by verification, evaluation and report.
 
 Wilson score intervals for one proportion (well-behaved at 0% and 100%, unlike the normal approximation), and a
 Newcombe hybrid interval for the difference of two independent proportions, used by the report to say whether two
