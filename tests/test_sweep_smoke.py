@@ -87,3 +87,16 @@ def test_tune_result_grid_restores_with_the_documented_snippet(smoke_run):
     for row in data["trials"]:
         last[row["trial"]] = row["mini-math/accuracy"]  # rows are in step order; the last is what Tune saw last
     assert final == last
+
+
+def test_report_numbers_are_the_trial_results(smoke_run):
+    _, summary = smoke_run
+    exp = summary["experiment_dir"]
+    report = open(summary["report"]).read()
+    for trial in os.listdir(os.path.join(exp, "trials")):
+        for line in open(os.path.join(exp, "trials", trial, "results.jsonl")):
+            row = json.loads(line)
+            cells = [f"{100 * row[f'{b}/accuracy']:.1f}% [{100 * row[f'{b}/ci95_low']:.0f}–"
+                     f"{100 * row[f'{b}/ci95_high']:.0f}]" for b in ("mini-math", "mini-code")]
+            expected = f"| {row['step']} | {row['samples']:,} | {cells[0]} | {cells[1]} | {row['train_loss']:.3f} |"
+            assert expected in report

@@ -1,0 +1,58 @@
+"""A simulated multi-node cluster on 127.0.0.1: the node running a trial's training worker dies; the sweep completes."""
+
+import glob
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from distill_ray.config import load_sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_sweep_survives_the_loss_of_a_worker_node(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from distill_ray.sweep import run_sweep
+
+    sweep = load_sweep(os.path.join(ROOT, "sweeps", "smoke.yaml"), [
+        f"storage={tmp_path}", "grid.teachers=[concise]", "domains.math.source.n=120",
+        "training.samples=960", "training.checkpoint_every=20",
+        "students.tiny-llama.cpus_per_worker=1",
+        # the trial driver may only run on the head (as on a real cluster, off the spot workers)
+        "trial_resources={CPU: 0.5, trial_driver: 1}",
+        "evaluation.benchmarks=[{name: mini-math, subset: 8}]", "evaluation.max_new_tokens=24",
+    ])
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"trial_driver": 1}})
+    spot = cluster.add_node(num_cpus=1)
+    killed = threading.Event()
+    train_dir = os.path.join(sweep.experiment_dir(), "trials", "concise__tiny-llama__math", "train", "ray_train")
+
+    def kill_the_spot_node_after_a_checkpoint() -> None:
+        deadline = time.time() + 400
+        while time.time() < deadline and not glob.glob(os.path.join(train_dir, "step-000020")):
+            time.sleep(0.2)
+        cluster.remove_node(spot, allow_graceful=False)
+        killed.set()
+        time.sleep(2)
+        cluster.add_node(num_cpus=1)  # the autoscaler's replacement
+
+    ray.init(address=cluster.address)
+    watcher = threading.Thread(target=kill_the_spot_node_after_a_checkpoint, daemon=True)
+    watcher.start()
+    try:
+        summary = run_sweep(sweep)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert killed.is_set(), "the worker node was never killed: the test did not test anything"
+    assert summary["failed_trials"] == 0, summary["errors"]
+    rows = [json.loads(line) for line in open(os.path.join(summary["experiment_dir"], "trials",
+                                                           "concise__tiny-llama__math", "results.jsonl"))]
+    assert [r["step"] for r in rows] == [20, 40, 60]
+    assert all(0.0 <= r["mini-math/accuracy"] <= 1.0 for r in rows)
