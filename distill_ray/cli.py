@@ -1,9 +1,9 @@
 """The `distill-ray` command.
 
     distill-ray sweep SWEEP.yaml [--resume] [--dry-run] [key.path=value ...]
-    distill-ray generate SWEEP.yaml [key.path=value ...]         # problems + traces for the grid's teachers/domains
+    distill-ray generate SWEEP.yaml [key.path=value ...]         # problems + raw traces for the grid
     distill-ray generate --base-url URL --model M --problems P.jsonl --output DIR [...]   # any endpoint, no sweep
-    distill-ray verify SWEEP.yaml [...]                           # same as generate: traces are verified as they land
+    distill-ray verify SWEEP.yaml [--force] [...]                 # verify generated traces (again, with --force)
     distill-ray train SWEEP.yaml --trial NAME [...]               # one trial's training and evaluation, without Tune
     distill-ray evaluate SWEEP.yaml [--student NAME] [...]        # base-model scores on the sweep's benchmarks
     distill-ray score math500|mbppplus --samples S.jsonl [--dataset D] --output O.json
@@ -56,7 +56,7 @@ def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import generate_and_verify, prepare_benchmarks, prepare_problems
+    from distill_ray.sweep import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
 
     sweep, exp_dir, server = _shared_stages(args)
     try:
@@ -64,9 +64,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         for domain in sweep.grid.domains:
             problems = prepare_problems(sweep, exp_dir, domain, benchmarks)
             for teacher in sweep.grid.teachers:
-                result = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher], domain, problems)
-                print(json.dumps({"teacher": teacher, "domain": domain, **result.get("statistics", {})},
-                                 default=str))
+                if args.command == "generate":
+                    summary = generate_stage(exp_dir, teacher, sweep.teachers[teacher], domain, problems)
+                    print(json.dumps({"teacher": teacher, "domain": domain,
+                                      **{k: v for k, v in summary.items() if k != "plan"}}, default=str))
+                else:
+                    result = verify_stage(sweep, exp_dir, teacher, domain, problems, force=args.force)
+                    print(json.dumps({"teacher": teacher, "domain": domain, **result.get("statistics", {})},
+                                     default=str))
     finally:
         if server is not None:
             server.stop()
@@ -124,10 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     p.set_defaults(func=_cmd_sweep)
-    for name in ("generate", "verify"):
-        p = sub.add_parser(name, help="problems, teacher traces and their verification, from a sweep file")
-        _add_sweep_args(p)
-        p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("generate", help="problems and teacher traces for the grid, from a sweep file")
+    _add_sweep_args(p)
+    p.set_defaults(func=_cmd_generate)
+    p = sub.add_parser("verify", help="verify generated traces (after `generate`), from a sweep file")
+    _add_sweep_args(p)
+    p.add_argument("--force", action="store_true", help="verify again even where verification finished")
+    p.set_defaults(func=_cmd_generate)
     p = sub.add_parser("train", help="one trial (train + evaluate its checkpoints) without Tune")
     _add_sweep_args(p)
     p.add_argument("--trial", required=True)

@@ -95,6 +95,8 @@ ASSUMED_MFU = 0.30
 ASSUMED_DECODE_MFU = 0.05  # batched decoding is memory-bound
 EVAL_ITEMS = {"math500": 500, "mbppplus": 378}
 EVAL_TOKENS_PER_ITEM = 1000
+# Below this many traces, judging in the driver beats starting Ray Data actors.
+RAY_DATA_VERIFY_MIN_ROWS = 5000
 
 # ----------------------------------------------------------------------------------------------------------- stages
 
@@ -139,33 +141,70 @@ def _read_parquet_rows(folder: str) -> list[dict]:
     return pads.dataset(sorted(files), format="parquet").to_table().to_pylist()
 
 
-def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
-                        problems: list[Problem]) -> dict:
-    """Traces of one (teacher, domain), verified; returns the trace statistics. Resumable, never pays twice."""
+def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
+                   problems: list[Problem]) -> dict:
+    """Raw traces of one (teacher, domain) under traces/<teacher>/<domain>/raw; resumable, never pays twice."""
     from distill_ray.teacher import generate_traces
-    from distill_ray.verify import trace_statistics, verify_rows
-    from distill_ray.verify.sandbox import shared_pool
 
     folder = os.path.join(exp_dir, "traces", teacher_name, domain)
-    if _done(folder):
-        return _read_json(os.path.join(folder, "done.json"))
+    marker = os.path.join(folder, "generated.json")
+    if os.path.exists(marker):
+        return _read_json(marker)
     summary = generate_traces(problems, teacher_name, teacher, os.path.join(folder, "raw"),
                               cache_dir=os.path.join(exp_dir, "cache", "teacher"))
+    _write_json(marker, summary)
+    return summary
+
+
+def _verify(rows: list[dict], allow_network_risk: bool) -> list[dict]:
+    """Judge rows here, or across the cluster with Ray Data when there are many and a cluster is attached."""
+    import ray
+
+    from distill_ray.verify import verify_dataset, verify_rows
+    from distill_ray.verify.sandbox import shared_pool
+
+    if ray.is_initialized() and len(rows) >= RAY_DATA_VERIFY_MIN_ROWS:
+        nodes = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk)
+        order = {(r["problem_id"], r["sample_index"]): i for i, r in enumerate(rows)}
+        return sorted(ds.take_all(), key=lambda r: order[(r["problem_id"], r["sample_index"])])
+    return verify_rows(rows, pool=shared_pool(allow_network_risk))
+
+
+def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: str, problems: list[Problem], *,
+                 force: bool = False) -> dict:
+    """Verify the raw traces of one (teacher, domain): verified.jsonl and statistics in done.json."""
+    from distill_ray.verify import trace_statistics
+
+    folder = os.path.join(exp_dir, "traces", teacher_name, domain)
+    if _done(folder) and not force:
+        return _read_json(os.path.join(folder, "done.json"))
+    if not os.path.exists(os.path.join(folder, "generated.json")):
+        raise FileNotFoundError(f"{folder}: no generated traces yet (run `distill-ray generate` first)")
     traces = _read_parquet_rows(os.path.join(folder, "raw"))
     by_id = {p["id"]: p for p in problems}
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
             for t in answered]
-    verified = verify_rows(rows, pool=shared_pool(sweep.allow_network_risk))
+    verified = _verify(rows, sweep.allow_network_risk)
     _write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
     stats = trace_statistics(verified)
     key = next(iter(stats)) if stats else None
-    result = {"generation": summary, "statistics": stats.get(key, {}) if key else {},
+    result = {"generation": _read_json(os.path.join(folder, "generated.json")),
+              "statistics": stats.get(key, {}) if key else {},
               "failed_requests": len(traces) - len(answered), "teacher": teacher_name, "domain": domain}
     _write_json(os.path.join(folder, "done.json"), result)
     _log(f"traces[{teacher_name}/{domain}]: {len(verified)} verified rows, "
          f"pass rate {result['statistics'].get('pass_rate', float('nan')):.3f}")
     return result
+
+
+def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
+                        problems: list[Problem]) -> dict:
+    """Traces of one (teacher, domain), generated then verified; returns the verify stage's result."""
+    if not _done(os.path.join(exp_dir, "traces", teacher_name, domain)):
+        generate_stage(exp_dir, teacher_name, teacher, domain, problems)
+    return verify_stage(sweep, exp_dir, teacher_name, domain, problems)
 
 
 def training_examples(exp_dir: str, teacher: str, domain: str, policy: str = "drop") -> list[TrainExample]:
