@@ -6,7 +6,10 @@ Samples: each task's canonical solution (honest), so both must pass everything; 
 (task, base/plus). Both sides get their ground truth cached first (evalplus in its own cache via
 MBPP_OVERRIDE_PATH, ours in a temporary cache), so the timed runs compare evaluation, not set-up. --tasks takes the
 first N tasks (evalplus then needs a file with only those tasks, written to a temporary directory).
-Target: ours at least 2x faster at identical verdicts. Last stdout line is JSON.
+Target: ours at least 2x faster at identical verdicts, where a difference counts as identical only when it is a
+known evalplus artifact listed in EVALPLUS_ARTIFACTS (each one explained there, and reported in the output).
+`--evalplus-max-memory-bytes -1` runs evalplus without its memory limit (EVALPLUS_MAX_MEMORY_BYTES), which removes
+the one artifact known so far. Last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = os.path.join(ROOT, "..", "shared", "benchmarks", "MbppPlus-v0.2.0.jsonl.gz")
 
+# (task_id, split) -> why evalplus's verdict on the canonical solution is wrong and ours is kept
+EVALPLUS_ARTIFACTS = {
+    ("Mbpp/255", "plus"): (
+        "evalplus fails the canonical solution on plus input 85 (combinations_colors of 5 colours, n=77: 1,663,740 "
+        "tuples of 77, about 1.2 GB) with a MemoryError: its 4 GiB RLIMIT_AS counts the address space the test "
+        "process inherits by fork from evalplus's evaluator, which holds every task's expected outputs (about 3 GB "
+        "for 120 tasks). With EVALPLUS_MAX_MEMORY_BYTES=-1 evalplus passes it; our sandbox limits the program's "
+        "own memory, so the verdict does not depend on the evaluator's size. Reproduced 2026-11-26."
+    ),
+}
+
 
 def run_ours(dataset: str, samples: str, out: str, cache: str, workers: int) -> float:
     env = dict(os.environ, DISTILL_RAY_CACHE=cache, PYTHONPATH=ROOT)
@@ -35,10 +49,12 @@ def run_ours(dataset: str, samples: str, out: str, cache: str, workers: int) -> 
     return time.monotonic() - started
 
 
-def run_evalplus(dataset_jsonl: str, samples: str, workers: int) -> float:
+def run_evalplus(dataset_jsonl: str, samples: str, workers: int, max_memory: str | None = None) -> float:
     code = ("import sys; from evalplus.evaluate import evaluate; "
             "evaluate('mbpp', samples=sys.argv[1], parallel=int(sys.argv[2]), i_just_wanna_run=True)")
     env = dict(os.environ, MBPP_OVERRIDE_PATH=dataset_jsonl)
+    if max_memory is not None:
+        env["EVALPLUS_MAX_MEMORY_BYTES"] = max_memory
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code, samples, str(workers)], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, input=b"y\n")
@@ -52,6 +68,8 @@ def main() -> None:
     parser.add_argument("--dataset", default=DEFAULT)
     parser.add_argument("--tasks", type=int, default=378)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--evalplus-max-memory-bytes", default=None,
+                        help="EVALPLUS_MAX_MEMORY_BYTES for evalplus's runs (-1: no limit); default: evalplus's 4 GiB")
     args = parser.parse_args()
     with gzip.open(args.dataset, "rt") as f:
         rows = [json.loads(line) for line in f][: args.tasks]
@@ -68,15 +86,25 @@ def main() -> None:
         warm_ours = run_ours(dataset_jsonl, samples, ours_out, cache, args.workers)  # computes and caches truth
         ours_s = run_ours(dataset_jsonl, samples, ours_out, cache, args.workers)
         with contextlib.redirect_stdout(io.StringIO()):
-            warm_theirs = run_evalplus(dataset_jsonl, samples, args.workers)  # computes and caches truth
-        theirs_s = run_evalplus(dataset_jsonl, samples, args.workers)
+            # computes and caches truth
+            warm_theirs = run_evalplus(dataset_jsonl, samples, args.workers, args.evalplus_max_memory_bytes)
+        theirs_s = run_evalplus(dataset_jsonl, samples, args.workers, args.evalplus_max_memory_bytes)
         ours = json.load(open(ours_out))["eval"]
         theirs = json.load(open(samples.replace(".jsonl", "_eval_results.json")))["eval"]
     agree = total = 0
+    differ = []
     for tid, results in theirs.items():
         for a, b in zip(ours[tid], results):
-            total += 2
-            agree += (a["base_status"] == b["base_status"]) + (a["plus_status"] == b["plus_status"])
+            for split in ("base", "plus"):
+                total += 1
+                if a[split + "_status"] == b[split + "_status"]:
+                    agree += 1
+                else:
+                    differ.append({"task_id": tid, "split": split, "ours": a[split + "_status"],
+                                   "evalplus": b[split + "_status"], "evalplus_fail_tests":
+                                   str(b.get(split + "_fail_tests"))[:300],
+                                   "known_artifact": EVALPLUS_ARTIFACTS.get((tid, split))})
+    unexplained = [d for d in differ if not d["known_artifact"]]
     print(json.dumps({
         "benchmark": "score_mbppplus",
         "tasks": len(rows),
@@ -89,7 +117,11 @@ def main() -> None:
         "first_run_evalplus_s": round(warm_theirs, 2),
         "verdicts_compared": total,
         "verdicts_identical": agree,
-        "target_met": agree == total and theirs_s / ours_s >= 2.0,
+        "differences": differ,
+        "differences_unexplained": len(unexplained),
+        "evalplus_max_memory_bytes": args.evalplus_max_memory_bytes,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "target_met": not unexplained and theirs_s / ours_s >= 2.0,
     }))
 
 

@@ -50,7 +50,7 @@ def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
     exp_dir = os.path.abspath(sweep.experiment_dir())
     os.makedirs(exp_dir, exist_ok=True)
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False)
     server, sweep = _start_builtin_teachers(sweep)
     return sweep, exp_dir, server
 

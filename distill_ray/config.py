@@ -126,7 +126,8 @@ class TrainingConfig(Strict):
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     global_batch: int = Field(50, ge=1)
-    micro_batch: int = Field(8, ge=1)
+    micro_batch: int = Field(8, ge=1)  # examples per forward/backward (an upper bound when packing by tokens)
+    micro_batch_tokens: int | None = Field(None, ge=16)  # packing: fill each forward up to this many tokens
     max_length: int = Field(4096, ge=16)
     checkpoint_every: int = Field(100, ge=1)  # steps
     packing: bool = True
@@ -162,6 +163,8 @@ class EvaluationConfig(Strict):
     backend: Literal["transformers", "vllm"] = "transformers"
     max_new_tokens: int = Field(4096, ge=1)
     batch_size: int = Field(32, ge=1)
+    # transformers backend: padded-token budget per batch, rows x (longest prompt + max_new_tokens); None: rows only
+    max_batch_tokens: int | None = Field(None, ge=1)
     evaluate_base: bool = True
 
 

@@ -239,7 +239,7 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     from its last checkpoint; evaluated checkpoints are not evaluated again.
     """
     from distill_ray.config import sweep_from_dict
-    from distill_ray.evaluate import evaluate_checkpoint
+    from distill_ray.evaluate import evaluate_checkpoint, make_engine
     from distill_ray.train import train_student
 
     config = config.get("trial", config)  # Tune passes {"trial": {...}} from the grid's param_space
@@ -261,11 +261,14 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     benchmarks = {name: _read_jsonl(os.path.join(exp_dir, "benchmarks", f"{name}.jsonl"))
                   for name in (b.name for b in sweep.evaluation.benchmarks)}
     rows = []
+    engine = None  # loaded once, on the first checkpoint not yet evaluated, and reused for the rest
     for ckpt in train["checkpoints"]:
+        eval_dir = os.path.join(folder, "eval", f"step-{ckpt['step']:06d}")
+        if engine is None and not os.path.exists(os.path.join(eval_dir, "scores.json")):
+            engine = make_engine(student, sweep.evaluation)
         scores = evaluate_checkpoint(student, ckpt["path"], benchmarks, sweep.evaluation, step=ckpt["step"],
-                                     samples=ckpt["samples"],
-                                     output_dir=os.path.join(folder, "eval", f"step-{ckpt['step']:06d}"),
-                                     allow_network_risk=sweep.allow_network_risk)
+                                     samples=ckpt["samples"], output_dir=eval_dir,
+                                     allow_network_risk=sweep.allow_network_risk, engine=engine)
         row = {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
                "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
                "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],
@@ -457,7 +460,10 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
     _write_json(sweep_file, sweep.model_dump())
     started = time.time()
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=num_cpus, include_dashboard=False,
+        # An existing cluster only when RAY_ADDRESS names one (as `ray job submit` does); otherwise a fresh local
+        # instance, never whatever cluster happens to run on this machine.
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False)
     server, sweep = _start_builtin_teachers(sweep)
     try:

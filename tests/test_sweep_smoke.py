@@ -19,7 +19,7 @@ def smoke_run(tmp_path_factory):
 
     storage = tmp_path_factory.mktemp("smoke")
     sweep = load_sweep(os.path.join(ROOT, "sweeps", "smoke.yaml"), [f"storage={storage}"])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = run_sweep(sweep)
     finally:

@@ -64,6 +64,14 @@ def summarise(benchmark: str, items: list[dict[str, Any]], *, step: int, samples
     )
 
 
+def make_engine(student: StudentConfig, evaluation: EvaluationConfig) -> Any:
+    """A loaded generation engine for `student` that evaluates any of its adapters, one call at a time."""
+    from distill_ray.evaluate.actors import EvalEngine
+
+    return EvalEngine(student, backend=evaluation.backend, batch_size=evaluation.batch_size,
+                      max_batch_tokens=evaluation.max_batch_tokens)
+
+
 def evaluate_checkpoint(
     student: StudentConfig,
     adapter_path: str | None,
@@ -74,28 +82,22 @@ def evaluate_checkpoint(
     samples: int,
     output_dir: str | None = None,
     allow_network_risk: bool = False,
+    engine: Any | None = None,
 ) -> list[BenchmarkScore]:
     """Generate greedily on every benchmark and score; writes responses.jsonl and scores.json when output_dir is set.
 
     A finished evaluation (scores.json present) is read back instead of recomputed, so resumed sweeps never redo one.
+    Pass an `engine` (from `make_engine`, or anything with the same `generate`) to evaluate many checkpoints on one
+    loaded base model.
     """
     if output_dir and os.path.exists(os.path.join(output_dir, "scores.json")):
         with open(os.path.join(output_dir, "scores.json"), encoding="utf-8") as handle:
             return json.load(handle)
-    if evaluation.backend == "vllm":
-        from distill_ray.evaluate.backends import VLLMBackend
+    if engine is None:
+        engine = make_engine(student, evaluation)
 
-        engine = VLLMBackend(student, max_lora_rank=max(64, student.lora.r))
-
-        def generate(prompts: list[str]) -> list[str]:
-            return engine.generate(prompts, max_new_tokens=evaluation.max_new_tokens, adapter_path=adapter_path)
-    else:
-        from distill_ray.evaluate.backends import TransformersBackend
-
-        backend = TransformersBackend(student, adapter_path, batch_size=evaluation.batch_size)
-
-        def generate(prompts: list[str]) -> list[str]:
-            return backend.generate(prompts, max_new_tokens=evaluation.max_new_tokens)
+    def generate(prompts: list[str]) -> list[str]:
+        return engine.generate(prompts, max_new_tokens=evaluation.max_new_tokens, adapter_path=adapter_path)
 
     scores: list[BenchmarkScore] = []
     records: list[dict[str, Any]] = []

@@ -9,15 +9,24 @@ Rules, in order (each "fail" carries the reason in parentheses):
   Several with different contents: `multiple_boxes`. The last one empty: `empty_box`. One listing alternatives
   ("3 or 5"): `multiple_candidates`. Longer than `MAX_ANSWER_CHARS`: `answer_too_long`. A numeric power tower or the
   factorial of a huge number: `pathological_answer`, at once.
-- Plain numbers on both sides (integers, decimals, `\\frac{a}{b}`, `a/b`, after removing `$`, units in `\\text{}`,
-  degrees, percent, thousands separators and a leading `x =`) are compared as exact rationals, so neither a rounded
-  decimal nor a near-equal tiny value passes. A decimal answer to a gold answer that is not a plain number (`\\sqrt2`,
-  `\\pi`) fails (`approximate_answer`): MATH answers are exact.
+- Exact path (`exact_verdict`, run in the caller: regular expressions and `Fraction` on at most `MAX_ANSWER_CHARS`
+  characters, no sympy, so it cannot hang): the same text as the gold (whitespace that LaTeX ignores aside) passes;
+  plain numbers on both sides (integers, decimals, `\\frac{a}{b}`, `\\frac12`, `a/b`, after removing `$`, units in
+  `\\text{}`, degrees, percent, thousands separators and a leading `x =`) are compared as exact rationals, so neither
+  a rounded decimal nor a near-equal tiny value passes. Most MATH answers are decided here without a worker.
+- A decimal answer to a gold answer that is not a plain number (`\\sqrt2`, `\\pi`) fails (`approximate_answer`)
+  unless the gold is exactly that rational: MATH answers are exact.
 - Everything else goes to math-verify (gold first; it is not symmetric) on the box contents only, then a numeric second
-  opinion at 1e-9 relative tolerance rejects math-verify's rounding-based matches of different values.
-- The comparison runs in a pool of worker processes with a hard wall-clock limit per item (default 1.5 s), enforced by
-  the caller killing the worker, so it works from any thread (math-verify's own timeouts use signals). A timed-out
-  answer fails (`grader_timeout`); a worker that dies for another reason gives an "error" verdict, which callers retry.
+  opinion at 1e-9 relative tolerance rejects math-verify's rounding-based matches of different values: it compares
+  the numbers inside tuples, intervals, sets, matrices and `x = ...` one by one, and expressions with letters at the
+  same fixed point for both sides, so `(1.414214, 1)` does not pass for `(\\sqrt2, 1)`.
+- Everything past the exact path runs in a pool of worker processes with a hard wall-clock limit per item (default
+  1.5 s), enforced by the caller killing the worker, so it works from any thread (math-verify's own timeouts use
+  signals). A timed-out answer fails (`grader_timeout`); a worker that dies for another reason gives an "error"
+  verdict, which callers retry. Workers warm up before they report ready (math-verify's ANTLR parser builds its
+  prediction tables lazily: a cold worker takes several times longer on its first intervals, tuples and equations,
+  which on a loaded node could cost a spurious timeout), and keep parsed gold answers (the same gold is graded many
+  times). Requests are not batched: a round trip costs about 0.1 ms, against 5-50 ms for a math-verify comparison.
 
 Not guaranteed: semantic equivalence beyond what math-verify and sympy decide (e.g. two differently factored
 polynomials may be judged unequal), and answers whose meaning depends on the question (units conversions).
@@ -138,6 +147,17 @@ _FRAC_SHORT_RE = re.compile(r"^([+-]?)\\frac(\d)(\d)$")
 _SLASH_RE = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
 
 
+_SPACE_RE = re.compile(r"\s+")
+_DROP_SPACE_RE = re.compile(r" (?![A-Za-z])|(?<![A-Za-z]) ")
+
+
+def canonical_text(s: str) -> str:
+    """The answer with the whitespace LaTeX ignores removed (a space between two letters ends a control word or
+    separates words in `\\text{}`, so it stays), and surrounding `$` dropped."""
+    s = _SPACE_RE.sub(" ", s.strip().strip("$").strip())
+    return _DROP_SPACE_RE.sub("", s)
+
+
 def normalize_number_text(s: str) -> str:
     """Strip the decorations MATH answers carry around a plain number; the result may still be non-numeric."""
     s = s.strip().strip("$").strip()
@@ -180,6 +200,18 @@ def as_rational(s: str) -> Fraction | None:
     return None
 
 
+def exact_verdict(gold: str, answer: str) -> tuple[bool, str] | None:
+    """(equal, reason) when the exact path decides, else None (math-verify must). Bounded work: no time limit needed."""
+    if len(gold) > MAX_ANSWER_CHARS or len(answer) > MAX_ANSWER_CHARS:
+        return None
+    if canonical_text(gold) == canonical_text(answer):
+        return True, "correct"
+    gold_value, answer_value = as_rational(gold), as_rational(answer)
+    if gold_value is not None and answer_value is not None:
+        return (True, "correct") if gold_value == answer_value else (False, "wrong_answer")
+    return None
+
+
 def is_decimal_literal(s: str) -> bool:
     t = normalize_number_text(s)
     if _THOUSANDS_RE.match(t):
@@ -190,6 +222,16 @@ def is_decimal_literal(s: str) -> bool:
 # ---------------------------------------------------------------- comparison (runs inside a worker process)
 
 _MV_STATE: dict = {}
+_GOLD_CACHE: dict[str, dict] = {}
+GOLD_CACHE_SIZE = 4096
+
+# Typical MATH answer shapes, parsed once when a worker starts so that math-verify's parser has built its prediction
+# tables before the first timed request (written for this purpose, not taken from any benchmark).
+WARM_UP = (
+    "\\frac{\\sqrt{3}}{2}", "3 + 2\\sqrt{2}", "\\frac{3\\pi}{4}", "(1, -2)", "\\left( 2, \\frac{\\pi}{3} \\right)",
+    "[-1, 4)", "(-\\infty, 2] \\cup [5, \\infty)", "\\{1, 2, 3\\}", "x^2 + 2x - 3", "y = 3x - 2", "2x + y - z = 4",
+    "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\text{(B)}", "1011_2", "\\log_2 3", "1 \\pm \\sqrt{2}",
+)
 
 
 def _math_verify():
@@ -207,29 +249,99 @@ def _math_verify():
     return _MV_STATE
 
 
+def _parse(latex: str) -> list:
+    mv = _math_verify()
+    return mv["parse"]("\\boxed{" + latex + "}", mv["targets"], parsing_timeout=None)
+
+
+def _gold(gold: str) -> dict:
+    """{"parsed": math-verify's parse, then "value" and "leaves" once asked for}, parsed once per worker (a bounded
+    LRU: dicts keep insertion order, and a hit moves to the end). A parse that raises is not cached."""
+    entry = _GOLD_CACHE.pop(gold, None)
+    if entry is None:
+        entry = {"parsed": _parse(gold)}
+        if len(_GOLD_CACHE) >= GOLD_CACHE_SIZE:
+            del _GOLD_CACHE[next(iter(_GOLD_CACHE))]
+    _GOLD_CACHE[gold] = entry
+    return entry
+
+
+def _gold_value(entry: dict) -> complex | None:
+    if "value" not in entry:
+        entry["value"] = _sympy_number(entry["parsed"][0]) if entry["parsed"] else None
+    return entry["value"]
+
+
+def _gold_leaves(entry: dict) -> list | None:
+    if "leaves" not in entry:
+        entry["leaves"] = _numeric_leaves(entry["parsed"][0]) if entry["parsed"] else None
+    return entry["leaves"]
+
+
+def _numeric_leaves(expr, depth: int = 0) -> list | None:
+    """The numbers an answer is made of, in structural order (complex, or None where not finite); None when the
+    structure is not one we can align (the second opinion then stays out). Letters take fixed values, the same for
+    gold and answer, so `1.414214 x` and `\\sqrt2 x` differ."""
+    import sympy
+
+    if depth > 20:
+        return None
+    if isinstance(expr, (tuple, list, sympy.Tuple, sympy.FiniteSet, sympy.Union, sympy.Intersection)):
+        args = expr.args if isinstance(expr, sympy.Basic) else expr
+        out: list = []
+        for arg in args:
+            leaves = _numeric_leaves(arg, depth + 1)
+            if leaves is None:
+                return None
+            out += leaves
+        if isinstance(expr, sympy.FiniteSet) and None not in out and len(out) == len(args):
+            out.sort(key=lambda z: (z.real, z.imag))  # a set of numbers: align by value, not by sympy's sort key
+        return out
+    if isinstance(expr, sympy.Interval):
+        return _numeric_leaves([expr.start, expr.end], depth + 1)
+    if isinstance(expr, sympy.MatrixBase):
+        return _numeric_leaves(list(expr), depth + 1)
+    if isinstance(expr, sympy.Eq) and isinstance(expr.lhs, sympy.Symbol):
+        return _numeric_leaves(expr.rhs, depth + 1)
+    if isinstance(expr, sympy.Expr):
+        symbols = sorted(expr.free_symbols, key=lambda sym: sym.name)
+        if symbols:
+            # an arbitrary point, the same for both sides (by name): 0.6180..., 0.7548..., ...
+            expr = expr.xreplace({sym: sympy.Rational(1, 2) + sympy.sqrt(i + 2) / 10 for i, sym in enumerate(symbols)})
+        return [_sympy_number(expr)]
+    return None
+
+
 def compare_answers(gold: str, answer: str) -> tuple[bool, str]:
     """(equal, reason) for an extracted answer against the gold answer. No time limit: call it in a worker."""
+    decided = exact_verdict(gold, answer)
+    if decided is not None:
+        return decided
     gold_value, answer_value = as_rational(gold), as_rational(answer)
-    if gold_value is not None and answer_value is not None:
-        return (True, "correct") if gold_value == answer_value else (False, "wrong_answer")
     if gold_value is None and answer_value is not None and is_decimal_literal(answer) and not is_decimal_literal(gold):
-        gold_numeric = _numeric_value(gold)
+        try:
+            gold_numeric = _gold_value(_gold(gold))
+        except Exception:
+            gold_numeric = None
         # a decimal for a symbolic gold is an approximation unless the gold happens to be that exact rational
-        if gold_numeric is None or Fraction(gold_numeric).limit_denominator(10**12) != answer_value:
+        if (gold_numeric is None or gold_numeric.imag
+                or Fraction(gold_numeric.real).limit_denominator(10**12) != answer_value):
             return False, "approximate_answer"
-    mv = _math_verify()
-    gold_parsed = mv["parse"]("\\boxed{" + gold + "}", mv["targets"], parsing_timeout=None)
-    answer_parsed = mv["parse"]("\\boxed{" + answer + "}", mv["targets"], parsing_timeout=None)
+    gold_entry = _gold(gold)
+    gold_parsed = gold_entry["parsed"]
+    answer_parsed = _parse(answer)
     if not gold_parsed:
         return False, "gold_unparsable"
     if not answer_parsed:
         return False, "unparsable_answer"
-    if not mv["verify"](gold_parsed, answer_parsed, timeout_seconds=None):
+    if not _math_verify()["verify"](gold_parsed, answer_parsed, timeout_seconds=None):
         return False, "wrong_answer"
     # second opinion: math-verify rounds to 6 decimals, so 1e-7 "equals" 2e-7; insist on 1e-9 relative agreement
-    g, a = _sympy_number(gold_parsed[0]), _sympy_number(answer_parsed[0])
-    if g is not None and a is not None and abs(g - a) > 1e-9 * max(1.0, abs(g)):
-        return False, "wrong_answer"
+    gold_leaves, answer_leaves = _gold_leaves(gold_entry), _numeric_leaves(answer_parsed[0])
+    if gold_leaves is not None and answer_leaves is not None and len(gold_leaves) == len(answer_leaves):
+        for g, a in zip(gold_leaves, answer_leaves):
+            if g is not None and a is not None and abs(g - a) > 1e-9 * max(1.0, abs(g)):
+                return False, "wrong_answer"
     return True, "correct"
 
 
@@ -247,20 +359,6 @@ def _sympy_number(expr) -> complex | None:
     return value
 
 
-def _numeric_value(latex: str) -> float | None:
-    mv = _math_verify()
-    try:
-        parsed = mv["parse"]("\\boxed{" + latex + "}", mv["targets"], parsing_timeout=None)
-    except Exception:
-        return None
-    if not parsed:
-        return None
-    value = _sympy_number(parsed[0])
-    if value is None or value.imag:
-        return None
-    return value.real
-
-
 def worker_main() -> None:
     """Loop of a grader worker process: one JSON request per stdin line, one JSON reply per stdout line."""
     import resource
@@ -271,6 +369,12 @@ def worker_main() -> None:
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints from libraries must not corrupt the protocol
     _math_verify()
+    for latex in WARM_UP:
+        try:
+            compare_answers(latex, latex + "+1")
+        except Exception:
+            pass
+    _GOLD_CACHE.clear()
     out.write('{"ready": true}\n')
     out.flush()
     for line in sys.stdin:
@@ -381,6 +485,9 @@ class MathGrader:
     def compare(self, gold: str, answer: str) -> Verdict:
         if not str(gold).strip():
             return errored("missing_gold", answer)
+        decided = exact_verdict(str(gold), answer)
+        if decided is not None:
+            return passed("correct", answer) if decided[0] else failed(decided[1], answer)
         worker = self._idle.get()
         replace = False
         try:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from distill_ray.verify.math_grader import extract_final_answer, grade_math
+from distill_ray.verify.math_grader import canonical_text, exact_verdict, extract_final_answer, grade_math
 
 T = "<think>Let me work it out. Maybe \\boxed{7}? No.</think>\n\n"
 
@@ -90,3 +90,77 @@ def test_time_limit_works_off_the_main_thread(grader):
 
 def test_missing_gold_is_an_error_not_a_fail(grader):
     assert grader.grade(T + "\\boxed{1}", "").verdict == "error"
+
+
+# The exact path (decided in the caller, no worker): (gold, answer, equal, reason).
+FAST_PATH = [
+    ("42", "42", True, "correct"),
+    ("\\frac{1}{2}", "0.5", True, "correct"),
+    ("\\frac12", "\\dfrac{1}{2}", True, "correct"),
+    ("\\frac{3}{4}", "3/4", True, "correct"),
+    ("\\frac{3}{4}", "\\tfrac34", True, "correct"),
+    ("-\\frac{7}{3}", "\\frac{-7}{3}", True, "correct"),
+    ("1000", "1,000", True, "correct"),
+    ("1000", "1{,}000", True, "correct"),
+    ("5", "x = 5", True, "correct"),
+    ("30", "30^\\circ", True, "correct"),
+    ("25", "25\\%", True, "correct"),
+    ("10", "10\\text{ cm}", True, "correct"),
+    ("5", "5.0", True, "correct"),
+    ("0.0000001", "1/10000000", True, "correct"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "\\left(3,\\frac{\\pi}{2}\\right)", True, "correct"),  # same text
+    ("x \\in [-2,7]", "x\\in[-2, 7]", True, "correct"),
+    ("\\pi r^2", "\\pi r^2", True, "correct"),
+    ("0.0000002", "0.0000001", False, "wrong_answer"),  # near-equal tiny values
+    ("0.000000002", "0.000000001", False, "wrong_answer"),
+    ("1", "1.00000001", False, "wrong_answer"),
+    ("\\frac{1}{3}", "0.33333333", False, "wrong_answer"),  # 8-digit approximation of a rational
+    ("\\frac{2}{3}", "0.66666667", False, "wrong_answer"),
+    ("\\frac{1}{7}", "0.142857", False, "wrong_answer"),
+    ("42", "43", False, "wrong_answer"),
+    ("\\frac{2}{3}", "\\frac{3}{2}", False, "wrong_answer"),
+    ("-3", "3", False, "wrong_answer"),
+    ("1000", "1,001", False, "wrong_answer"),
+    ("123456789", "123456788", False, "wrong_answer"),
+]
+
+
+@pytest.mark.parametrize("gold,answer,equal,reason", FAST_PATH)
+def test_fast_path_table(grader, gold, answer, equal, reason):
+    assert exact_verdict(gold, answer) == (equal, reason)
+    result = grader.compare(gold, answer)
+    assert (result.verdict, result.reason) == ("pass" if equal else "fail", reason)
+
+
+# Not for the exact path: approximations of irrational golds, symbolic tiny values, letters that LaTeX keeps apart.
+# (gold, answer, verdict, reason): the worker decides.
+SLOW_PATH = [
+    ("\\sqrt{2}", "1.41421356", "fail", "approximate_answer"),
+    ("\\pi", "3.14159265", "fail", "approximate_answer"),
+    ("\\frac{\\sqrt{3}}{2}", "0.86602540", "fail", "approximate_answer"),
+    ("e", "2.71828183", "fail", "approximate_answer"),
+    ("2 \\cdot 10^{-7}", "10^{-7}", "fail", "wrong_answer"),
+    ("(\\sqrt{2}, 1)", "(1.41421356, 1)", "fail", "wrong_answer"),
+    ("10^{-7}", "0.0000001", "pass", "correct"),
+    ("\\frac{\\sqrt{3}}{2}", "\\dfrac{\\sqrt3}{2}", "pass", "correct"),
+]
+
+
+@pytest.mark.parametrize("gold,answer,verdict,reason", SLOW_PATH)
+def test_slow_path_table(grader, gold, answer, verdict, reason):
+    assert exact_verdict(gold, answer) is None
+    result = grader.compare(gold, answer)
+    assert (result.verdict, result.reason) == (verdict, reason)
+
+
+def test_canonical_text_keeps_spaces_that_end_control_words():
+    assert canonical_text("\\pi r") != canonical_text("\\pir")
+    assert canonical_text(" $\\left( 1, 2 \\right)$ ") == "\\left(1,2\\right)"
+
+
+def test_cached_gold_gives_the_same_verdicts(grader):
+    gold = "\\frac{\\sqrt{3}}{2}"
+    answers = [("\\frac{\\sqrt3}{2}", "pass"), ("\\frac{\\sqrt{2}}{2}", "fail"), ("0.8660254", "fail"),
+               ("\\frac{3}{2\\sqrt{3}}", "pass")]
+    for _ in range(3):  # every worker sees the gold several times: first parse, then the cached one
+        assert [grader.compare(gold, a).verdict for a, _ in answers] == [v for _, v in answers]

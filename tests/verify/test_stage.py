@@ -109,7 +109,7 @@ def test_verify_dataset_on_ray():
     ray = pytest.importorskip("ray")
     from distill_ray.verify import verify_dataset
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rows = [_row("math", "\\boxed{42}"), _row("math", "\\boxed{41}"),
                 _row("code", "```python\ndef f(x):\n    return 2 * x\n```", tests=CODE_SPEC)]
