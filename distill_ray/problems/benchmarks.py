@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill_ray.paths import cache_root
 from distill_ray.problems.sources import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
@@ -66,11 +67,10 @@ MBPPPLUS_FIELDS = ("task_id", "prompt", "entry_point", "assertion")
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("DISTILL_RAY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill_ray")
-    return Path(root) / "benchmarks"
+    return Path(cache_root()) / "benchmarks"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -93,7 +93,7 @@ def fetch_pinned(
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = directory / pinned.filename
     if target.exists():
-        actual = _sha256(target)
+        actual = file_sha256(target)
         if actual == pinned.sha256:
             return target
         raise ValueError(
@@ -105,7 +105,7 @@ def fetch_pinned(
     tmp = Path(tmp_name)
     try:
         download(pinned.url, tmp)
-        actual = _sha256(tmp)
+        actual = file_sha256(tmp)
         if actual != pinned.sha256:
             raise ValueError(f"{pinned.url}: downloaded sha256 {actual} does not match the pin {pinned.sha256}")
         tmp.replace(target)  # only verified bytes ever sit at the cached name

@@ -20,8 +20,6 @@ from distill_ray.verify.math_grader import MathGrader
 from distill_ray.verify.mbppplus import InputError, read_jsonl
 from distill_ray.verify.stats import wilson_interval
 
-MATH500_URL = "https://huggingface.co/datasets/HuggingFaceH4/MATH-500/resolve/main/test.jsonl"
-MATH500_SHA256 = "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132"
 FORMAT_REASONS = frozenset({"no_box", "no_answer", "empty_box", "multiple_boxes", "multiple_candidates"})
 
 

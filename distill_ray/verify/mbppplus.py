@@ -31,11 +31,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from distill_ray.paths import cache_root
 from distill_ray.verify._launcher import Opaque, decode, encode
 from distill_ray.verify.sandbox import SandboxLimits, SandboxPool
 
-MBPPPLUS_URL = "https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus.jsonl.gz"
-MBPPPLUS_SHA256 = "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63"
 MIN_TIME_LIMIT = 1.0
 GT_TIME_LIMIT_FACTOR = 4.0
 
@@ -132,38 +131,6 @@ def load_mbppplus(path: str) -> dict[str, dict[str, Any]]:
         row["atol"] = float(row.get("atol") or 0)
         tasks[row["task_id"]] = row
     return tasks
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def cache_dir() -> str:
-    return os.environ.get("DISTILL_RAY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "distill-ray")
-
-
-def fetch_pinned(url: str, sha256: str, name: str) -> str:
-    """A local path for url: the cached copy when its sha256 matches, else a fresh download checked against it."""
-    path = os.path.join(cache_dir(), name)
-    if os.path.exists(path) and file_sha256(path) == sha256:
-        return path
-    import urllib.request
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".part"
-    with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
-    got = file_sha256(tmp)
-    if got != sha256:
-        os.unlink(tmp)
-        raise InputError("%s: sha256 %s does not match the pinned %s" % (url, got, sha256))
-    os.replace(tmp, path)
-    return path
 
 
 # ------------------------------------------------------------------ sanitizer
@@ -361,7 +328,7 @@ def ground_truth(tasks: dict[str, dict[str, Any]], pool: SandboxPool, dataset_sh
     """Expected outputs and reference times per task and split, from the canonical solutions (run in the sandbox)."""
     path = None
     if use_cache and dataset_sha256:
-        path = os.path.join(cache_dir(), "mbppplus-groundtruth-%s.json" % dataset_sha256[:32])
+        path = os.path.join(cache_root(), "mbppplus-groundtruth-%s.json" % dataset_sha256[:32])
         cached = _read_cache(path)
         if cached is not None and set(cached) >= set(tasks):
             return {tid: _decode_truth(cached[tid]) for tid in tasks}

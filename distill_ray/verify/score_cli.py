@@ -65,11 +65,12 @@ class _Refused(RuntimeError):
 
 
 def _math500(args: argparse.Namespace) -> dict:
-    from distill_ray.verify.math500 import MATH500_SHA256, MATH500_URL, check_samples, load_math500, score_math500
+    from distill_ray.problems.benchmarks import MATH500_FILE, fetch_pinned
+    from distill_ray.verify.math500 import check_samples, load_math500, score_math500
     from distill_ray.verify.math_grader import MathGrader
-    from distill_ray.verify.mbppplus import fetch_pinned, read_jsonl
+    from distill_ray.verify.mbppplus import read_jsonl
 
-    dataset = args.dataset or fetch_pinned(MATH500_URL, MATH500_SHA256, "math500-test.jsonl")
+    dataset = args.dataset or str(fetch_pinned(MATH500_FILE))
     problems = load_math500(dataset)
     samples = read_jsonl(args.samples, ("unique_id", "response"))
     check_samples(args.samples, samples, problems)
@@ -80,11 +81,8 @@ def _math500(args: argparse.Namespace) -> dict:
 
 
 def _mbppplus(args: argparse.Namespace) -> dict:
+    from distill_ray.problems.benchmarks import MBPPPLUS_FILE, fetch_pinned, file_sha256
     from distill_ray.verify.mbppplus import (
-        MBPPPLUS_SHA256,
-        MBPPPLUS_URL,
-        fetch_pinned,
-        file_sha256,
         ground_truth,
         load_mbppplus,
         read_jsonl,
@@ -92,7 +90,7 @@ def _mbppplus(args: argparse.Namespace) -> dict:
     )
     from distill_ray.verify.sandbox import SandboxPool, SandboxRefused
 
-    dataset = args.dataset or fetch_pinned(MBPPPLUS_URL, MBPPPLUS_SHA256, "MbppPlus-v0.2.0.jsonl.gz")
+    dataset = args.dataset or str(fetch_pinned(MBPPPLUS_FILE))
     tasks = load_mbppplus(dataset)
     samples = read_jsonl(args.samples, ("task_id",))
     for row in samples:
