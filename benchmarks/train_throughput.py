@@ -1,0 +1,317 @@
+"""Training throughput of the train stage's core against a plain padded transformers + PEFT loop.
+
+    python benchmarks/train_throughput.py                       # on a GPU: Llama-3.1-8B and Qwen3-30B-A3B shapes
+    python benchmarks/train_throughput.py --model llama-8b --token-budget 8192 --steps 10
+    python benchmarks/train_throughput.py --tiny                # CPU (automatic without CUDA): the tiny students
+
+Both paths train the same LoRA (rank 32) on the same random-weight model built from the published configuration
+(nothing is downloaded), on the same examples drawn from a trace-length mix like the seed's: responses like Sonnet's
+(~700 tokens) and like R1's (~3K tokens, some cut at max_length 4096), behind ~100-300-token prompts.
+- "core": the train stage's path: sequences packed into rows of up to --token-budget tokens with position ids
+  restarting per example (varlen flash attention, or SDPA's block-diagonal mask), logits only at response positions.
+- "plain": what default fine-tuning scripts do: batches of --plain-batch examples padded to the longest, the
+  model's own loss over full logits (prompt masked by labels = -100).
+Tokens/s counts real (non-padding) tokens of both prompt and response. MFU = 4 x N_active x tokens/s / peak, with
+4N = forward (2N) + input-gradient backward (2N): frozen weights get no weight gradient. 6N is printed too. N counts
+the weights that do matmuls per token (embedding lookup excluded; for the MoE, the router, attention and the 8 of
+128 experts a token visits). Attention's own FLOPs are not counted. Peak: 989 TFLOP/s dense bf16 (H100 SXM, H200).
+
+The last stdout line is a JSON object. Not guaranteed: numbers on a shared or throttled GPU; the 30B MoE needs
+about 61 GB of weights in bf16 (the core path checkpoints activations for it; an H200 leaves more room). Activation
+checkpointing recomputes the forward, so its MFU (counted as 4N) understates the hardware's work by a third. In --tiny
+mode MFU is reported against --peak-tflops (default: none, so null).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import random
+import sys
+import time
+from typing import Any
+
+import torch
+
+LLAMA_31_8B = dict(
+    architecture="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
+    rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128009,
+    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 8192},
+)
+QWEN3_30B_A3B = dict(
+    architecture="qwen3_moe", vocab_size=151936, hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
+    num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
+    num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+    max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+    bos_token_id=151643, eos_token_id=151645,
+)
+MODELS = {"llama-8b": LLAMA_31_8B, "qwen3-30b-a3b": QWEN3_30B_A3B}
+PEAK_BF16_TFLOPS = 989.0
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def build_model(spec: dict, device: str, dtype: torch.dtype, attn: str):
+    """A random-weight model of the given published shape, created directly on `device`."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    spec = dict(spec)
+    arch = spec.pop("architecture")
+    llama = arch == "llama"
+    config_cls, model_cls = (LlamaConfig, LlamaForCausalLM) if llama else (Qwen3MoeConfig, Qwen3MoeForCausalLM)
+    config = config_cls(**spec)
+    config._attn_implementation = attn
+    torch.manual_seed(0)
+    # Created directly in the target dtype on the target device: 30B parameters in fp32 would not fit anywhere.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = model_cls(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.config.use_cache = False
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def active_parameters(model) -> tuple[int, int]:
+    """(total, active per token) weights that do matmuls: embeddings excluded, MoE experts scaled by k / E."""
+    cfg = model.config
+    total = active = 0
+    embed = model.get_input_embeddings().weight
+    for name, p in model.named_parameters():
+        if p is embed or "lora_" in name:
+            continue
+        n = p.numel()
+        total += n
+        if ".experts." in name and getattr(cfg, "num_experts", 0):
+            active += n * cfg.num_experts_per_tok // cfg.num_experts
+        else:
+            active += n
+    return total, active
+
+
+def trace_lengths(n: int, max_length: int, seed: int, r1_share: float) -> list[tuple[int, int]]:
+    """(prompt, response) token lengths: Sonnet-like responses (lognormal, mean ~700) and R1-like (mean ~3K), for
+    max_length 4096; a smaller max_length scales every length by max_length / 4096 (the tiny mode)."""
+    rng = random.Random(seed)
+    scale = min(1.0, max_length / 4096)
+    out = []
+    for _ in range(n):
+        prompt = int(rng.randint(100, 300) * scale)
+        if rng.random() < r1_share:
+            response = int(rng.lognormvariate(math.log(2700), 0.45) * scale)
+        else:
+            response = int(rng.lognormvariate(math.log(620), 0.5) * scale)
+        response = max(4, response)
+        out.append((prompt, min(response, max_length - prompt)))
+    return out
+
+
+def make_examples(lengths, vocab: int, seed: int):
+    from distill_ray.train.data import IGNORE, EncodedExample
+
+    gen = torch.Generator().manual_seed(seed)
+    examples = []
+    for i, (p, r) in enumerate(lengths):
+        ids = torch.randint(10, vocab - 10, (p + r,), generator=gen).tolist()
+        targets = [IGNORE] * (p + r)
+        for t in range(p - 1, p + r - 1):
+            targets[t] = ids[t + 1]
+        examples.append(EncodedExample(str(i), tuple(ids), tuple(targets), 0))
+    return examples
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_core(peft_model, examples, token_budget: int, device: str, steps: int, warmup: int, batch: int):
+    """The train stage's step: packed rows, per-token loss over the step, logits only where there is a target."""
+    from distill_ray.train.core import CausalLMLoss
+    from distill_ray.train.data import make_micro_batches
+
+    loss_module = CausalLMLoss(peft_model)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    tokens = 0
+    elapsed = 0.0
+    for step in range(warmup + steps):
+        chunk = examples[(step * batch) % len(examples):][:batch]
+        micro = make_micro_batches(chunk, micro_batch=10**6, packing=True, pad_id=0, max_tokens=token_budget)
+        norm = sum(e.loss_tokens for e in chunk)
+        _sync(device)
+        start = time.perf_counter()
+        for mb in micro:
+            mb = mb.to(device)
+            loss = loss_module(mb.input_ids, mb.position_ids, mb.targets, None) / norm
+            loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        if step >= warmup:
+            elapsed += time.perf_counter() - start
+            tokens += sum(len(e.input_ids) for e in chunk)
+    return tokens / elapsed
+
+
+def run_plain(peft_model, examples, plain_batch: int, device: str, steps: int, warmup: int, batch: int):
+    """A default fine-tuning loop: padded batches, the model's own loss over full-vocabulary logits."""
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    tokens = 0
+    elapsed = 0.0
+    for step in range(warmup + steps):
+        chunk = examples[(step * batch) % len(examples):][:batch]
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(0, len(chunk), plain_batch):
+            group = chunk[i:i + plain_batch]
+            width = max(len(e.input_ids) for e in group)
+            ids = torch.zeros((len(group), width), dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            labels = torch.full((len(group), width), -100, dtype=torch.long)
+            for row, e in enumerate(group):
+                n = len(e.input_ids)
+                ids[row, :n] = torch.tensor(e.input_ids)
+                mask[row, :n] = 1
+                # the model shifts labels itself: label at t is the token at t where the target at t-1 exists
+                for t, target in enumerate(e.targets):
+                    if target != -100:
+                        labels[row, t + 1] = target
+            out = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
+            (out.loss * len(group) / len(chunk)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        if step >= warmup:
+            elapsed += time.perf_counter() - start
+            tokens += sum(len(e.input_ids) for e in chunk)
+    return tokens / elapsed
+
+
+def bench_model(name: str, spec: dict | None, args, device: str) -> dict[str, Any]:
+    from distill_ray.config import LoraConfig
+    from distill_ray.train.core import apply_lora
+    from distill_ray.train.models import best_attention
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    attn = best_attention(device)
+    if spec is None:  # tiny mode: the built-in student's shape with random weights
+        from distill_ray.config import StudentConfig
+        from distill_ray.train.models import load_base_model
+
+        model = load_base_model(StudentConfig(model=name), device=device)
+        for p in model.parameters():
+            p.requires_grad_(False)
+    else:
+        model = build_model(spec, device, dtype, attn)
+    targets = ATTENTION if "qwen" in name else ATTENTION + ["gate_proj", "up_proj", "down_proj"]
+    peft_model, trainable = apply_lora(model, LoraConfig(r=args.rank, alpha=2 * args.rank, target_modules=targets),
+                                       seed=0)
+    peft_model.train()
+    total, active = active_parameters(model)
+    lengths = trace_lengths(args.examples, args.max_length, args.seed, args.r1_share)
+    examples = make_examples(lengths, model.config.vocab_size, args.seed)
+    result: dict[str, Any] = {
+        "params_total": total, "params_active": active, "trainable": trainable, "attention": attn,
+        "mean_tokens_per_example": sum(p + r for p, r in lengths) / len(lengths),
+    }
+    runs = {
+        "core": lambda: run_core(peft_model, examples, args.token_budget, device, args.steps, args.warmup,
+                                 args.batch),
+        "plain": lambda: run_plain(peft_model, examples, args.plain_batch, device, args.steps, args.warmup,
+                                   args.batch),
+    }
+    # The core checkpoints activations only where asked (the 30B MoE on one GPU); the plain loop always does, as
+    # default fine-tuning scripts do (and it would not fit its padded, full-logit batches otherwise).
+    checkpointing = {"core": args.gradient_checkpointing or (spec is not None and "qwen" in name), "plain": True}
+    for label, fn in runs.items():
+        if checkpointing[label]:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+        result[f"{label}_gradient_checkpointing"] = checkpointing[label]
+        try:
+            tps = fn()
+            entry: dict[str, Any] = {"tokens_per_s": tps}
+        except torch.OutOfMemoryError as exc:  # the plain loop may not fit where the core does
+            entry = {"tokens_per_s": None, "error": f"out of memory: {str(exc)[:120]}"}
+        peak = args.peak_tflops
+        if entry["tokens_per_s"] and peak:
+            entry["mfu_4n"] = 4 * active * entry["tokens_per_s"] / (peak * 1e12)
+            entry["mfu_6n"] = 6 * active * entry["tokens_per_s"] / (peak * 1e12)
+        else:
+            entry["mfu_4n"] = entry["mfu_6n"] = None
+        result[label] = entry
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    core_tps, plain_tps = result["core"]["tokens_per_s"], result["plain"]["tokens_per_s"]
+    result["speedup"] = core_tps / plain_tps if core_tps and plain_tps else None
+    return result  # the model is freed with this frame; main() collects before the next one
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["llama-8b", "qwen3-30b-a3b", "both"], default="both")
+    parser.add_argument("--tiny", action="store_true", help="tiny built-in students (automatic without CUDA)")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="examples per optimiser step")
+    parser.add_argument("--examples", type=int, default=None)
+    parser.add_argument("--token-budget", type=int, default=None, help="tokens per packed forward")
+    parser.add_argument("--plain-batch", type=int, default=None, help="examples per padded forward (plain loop)")
+    parser.add_argument("--max-length", type=int, default=4096)
+    parser.add_argument("--r1-share", type=float, default=0.3, help="share of R1-like (~3K-token) traces")
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="checkpoint activations in the core path (always on for the MoE and the plain loop)")
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    tiny = args.tiny or not cuda
+    device = "cuda" if cuda else "cpu"
+    if tiny:
+        # Lengths scale with max_length (the same mix, 1/16 of the size): tiny models, a handful of seconds.
+        defaults = dict(steps=1, warmup=1, batch=8, examples=16, token_budget=1024, plain_batch=4)
+        args.max_length = min(args.max_length, 256)
+        torch.set_num_threads(1)
+    else:
+        defaults = dict(steps=6, warmup=2, batch=32, examples=256, token_budget=8192, plain_batch=4)
+        if args.peak_tflops is None:
+            args.peak_tflops = PEAK_BF16_TFLOPS
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    names = ["llama-8b", "qwen3-30b-a3b"] if args.model == "both" else [args.model]
+    results = {}
+    for name in names:
+        if tiny:
+            builtin = "builtin:tiny-llama" if name == "llama-8b" else "builtin:tiny-qwen3-moe"
+            results[name] = bench_model(builtin, None, args, device)
+        else:
+            results[name] = bench_model(name, MODELS[name], args, device)
+        print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    summary = {
+        "benchmark": "train_throughput", "device": torch.cuda.get_device_name() if cuda else "cpu", "tiny": tiny,
+        "peak_tflops": args.peak_tflops, "token_budget": args.token_budget, "plain_batch": args.plain_batch,
+        "r1_share": args.r1_share, "max_length": args.max_length, "gradient_checkpointing": args.gradient_checkpointing,
+        "models": results,
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Shared fixtures for the train-stage tests: a private model cache, concise traces, and a small Ray cluster."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from distill_ray.problems.builtin import make_problems, simulated_response
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Build the tiny students once per session in a private folder (never the user's ~/.cache)."""
+    old = os.environ.get("DISTILL_RAY_CACHE")
+    os.environ["DISTILL_RAY_CACHE"] = str(tmp_path_factory.mktemp("distill-ray-cache"))
+    torch.set_num_threads(1)  # 2 shared cores: oversubscribed OpenMP threads spin and crawl
+    yield
+    if old is None:
+        os.environ.pop("DISTILL_RAY_CACHE", None)
+    else:
+        os.environ["DISTILL_RAY_CACHE"] = old
+
+
+def _concise_examples(domain: str, n: int, seed: int = 0) -> list[dict]:
+    """TrainExample rows written by the concise simulated teacher, always correct."""
+    rows = []
+    for problem in make_problems(domain, "train", n, seed):
+        reasoning, content = simulated_response(problem["prompt"], "concise", 1.0, problem["id"])
+        rows.append({"id": problem["id"], "prompt": problem["prompt"],
+                     "response": f"<think>{reasoning}</think>\n\n{content}"})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def concise_examples():
+    """A factory: concise_examples(domain, n, seed=0) -> TrainExample rows."""
+    return _concise_examples
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A 3-CPU local Ray (logical CPUs: two workers plus the Train controller), shut down after the module."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,111 @@
+"""Data preparation: prompt masking, end-of-turn, truncation counts, exact global batches for any world size,
+a seeded order that visits every example once per epoch, and packing that gives the same loss as padding."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
+from distill_ray.train.core import Context, setup_model
+from distill_ray.train.data import (
+    IGNORE,
+    encode_example,
+    encode_examples,
+    global_batch_indices,
+    make_micro_batches,
+    micro_batches_per_rank,
+    rank_share,
+    truncation_stats,
+)
+from distill_ray.train.models import build_chat_prompt, load_tokenizer
+
+LLAMA = StudentConfig(model="builtin:tiny-llama")
+QWEN = StudentConfig(model="builtin:tiny-qwen3-moe")
+
+
+@pytest.mark.parametrize("student", [LLAMA, QWEN], ids=["llama", "qwen3-moe"])
+def test_only_response_and_end_of_turn_carry_loss(student, concise_examples):
+    tok = load_tokenizer(student)
+    example = concise_examples("code", 1)[0]
+    enc = encode_example(tok, example, max_length=512)
+    prompt_ids = tok(build_chat_prompt(tok, example["prompt"]), add_special_tokens=False)["input_ids"]
+    assert list(enc.input_ids[:len(prompt_ids)]) == prompt_ids
+    learned = [t for t in enc.targets if t != IGNORE]
+    # exactly the response and the end-of-turn token, nothing of the prompt
+    eot = "<|eot_id|>" if student is LLAMA else "<|im_end|>"
+    assert tok.decode(learned) == example["response"] + eot
+    assert len(learned) == len(enc.input_ids) - len(prompt_ids)
+    # pre-shifted: the target at t is the token at t + 1
+    for t, target in enumerate(enc.targets):
+        if target != IGNORE:
+            assert target == enc.input_ids[t + 1]
+    assert enc.truncated_tokens == 0
+
+
+def test_truncation_is_counted(concise_examples):
+    tok = load_tokenizer(LLAMA)
+    examples = concise_examples("math", 6)
+    full = encode_examples(tok, examples, max_length=4096)
+    lengths = [len(e.input_ids) for e in full]
+    cut = sorted(lengths)[len(lengths) // 2] - 1  # at least half the examples are longer than this
+    short = encode_examples(tok, examples, max_length=cut)
+    stats = truncation_stats(short)
+    assert stats["truncated_examples"] == sum(1 for n in lengths if n > cut) >= 3
+    assert stats["truncated_tokens"] == sum(n - cut for n in lengths if n > cut)
+    assert all(len(e.input_ids) <= cut for e in short)
+    assert stats["tokens"] + stats["truncated_tokens"] == sum(lengths)
+
+
+@pytest.mark.parametrize("world,sizes", [(1, [50]), (2, [25, 25]), (3, [17, 17, 16]), (7, [8, 7, 7, 7, 7, 7, 7])])
+def test_global_batch_is_exact_for_any_world_size(world, sizes):
+    n = 137
+    for step in (0, 1, 5):
+        batch = global_batch_indices(n, step, 50, seed=3)
+        shares = [rank_share(batch, r, world) for r in range(world)]
+        assert [len(s) for s in shares] == sizes
+        assert [i for s in shares for i in s] == batch  # together exactly the global batch, nothing twice
+        # every rank runs the same number of passes (filler passes where its share is smaller)
+        per_rank = micro_batches_per_rank(50, world, 8)
+        assert all(len(s) <= per_rank * 8 for s in shares)
+
+
+def test_seeded_order_visits_each_example_once_per_epoch():
+    n, g = 120, 50
+    stream = [i for step in range(12) for i in global_batch_indices(n, step, g, seed=0)]  # 600 = 5 epochs
+    assert Counter(stream) == Counter({i: 5 for i in range(n)})
+    for epoch in range(5):
+        assert sorted(stream[epoch * n:(epoch + 1) * n]) == list(range(n))
+    assert global_batch_indices(n, 7, g, seed=0) == global_batch_indices(n, 7, g, seed=0)
+    assert global_batch_indices(n, 7, g, seed=0) != global_batch_indices(n, 7, g, seed=1)
+
+
+@pytest.mark.parametrize("student", [LLAMA, QWEN], ids=["llama", "qwen3-moe"])
+def test_packing_gives_the_same_loss_and_gradients_as_padding(student, tmp_path, concise_examples):
+    student = student.model_copy(update={"lora": LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj"])})
+    training = TrainingConfig(samples=50, global_batch=50, micro_batch=6)
+    ctx = Context(0, 1, "cpu", None, lambda *a: None, lambda m: None, str(tmp_path))
+    setup = setup_model(student, training, ctx, accumulation=1)
+    # a non-zero adapter, so that the gradient check covers LoRA A and B
+    with torch.no_grad():
+        for p in setup.peft_model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    tok = load_tokenizer(student)
+    enc = encode_examples(tok, concise_examples("math", 3) + concise_examples("code", 3), 512)
+    results = []
+    for packing in (True, False):
+        mb = make_micro_batches(enc, 6, packing, tok.pad_token_id)[0]
+        assert (mb.attention_mask is None) == packing
+        setup.peft_model.zero_grad()
+        loss = setup.engine(mb.input_ids, mb.position_ids, mb.targets, mb.attention_mask)
+        loss.backward()
+        grads = [p.grad.clone() for p in setup.peft_model.parameters() if p.requires_grad]
+        results.append((float(loss), grads, mb.input_ids.numel()))
+    (packed_loss, packed_grads, packed_numel), (padded_loss, padded_grads, padded_numel) = results
+    assert packed_numel == sum(len(e.input_ids) for e in enc) < padded_numel  # no padding when packed
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    for a, b in zip(packed_grads, padded_grads):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
