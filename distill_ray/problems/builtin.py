@@ -195,8 +195,10 @@ def simulated_response(prompt: str, style: str, correct_rate: float, key: str) -
     if style == "concise":
         reasoning = " ".join(solution.steps)
     elif style == "verbose":
-        parts = [rng.choice(_VERBOSE_OPENERS), prompt.split(" Put your")[0].split(" Write your")[0]]
-        for _ in range(rng.randint(1, 6)):
+        # Three to six times the concise reasoning; the embedded default's max_length cuts the longest third, as a
+        # 4096-token limit cut the seed's longest R1 traces.
+        parts = [rng.choice(_VERBOSE_OPENERS)]
+        for _ in range(rng.randint(1, 3)):
             parts.append(rng.choice(_VERBOSE_CHECKS))
             parts.extend(solution.steps)
         parts.append("I am fairly confident in this result now.")
