@@ -364,32 +364,30 @@ def _start_builtin_teachers(sweep: SweepConfig) -> tuple[Any, SweepConfig]:
     return handle, SweepConfig.model_validate(data)
 
 
-class _Progress:
-    """Prints one line whenever a trial finishes or fails, with the experiment's running totals."""
+def _progress_callback(total: int) -> Any:
+    """A Tune callback printing one line whenever a trial finishes or fails, with the experiment's running totals."""
+    from ray import tune
 
-    def __new__(cls, total: int):
-        from ray import tune
+    class Progress(tune.Callback):
+        def __init__(self) -> None:
+            self.done: set[str] = set()
+            self.failed: set[str] = set()
 
-        class Progress(tune.Callback):
-            def __init__(self) -> None:
-                self.done: set[str] = set()
-                self.failed: set[str] = set()
+        def _line(self, trial, verb: str, trials) -> None:
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            name = trial.config.get("trial", {}).get("name", str(trial))
+            _log(f"trial {name} {verb}: {len(self.done)}/{total} done, {running} running, "
+                 f"{len(self.failed)} failed")
 
-            def _line(self, trial, verb: str, trials) -> None:
-                running = sum(1 for t in trials if t.status == "RUNNING")
-                name = trial.config.get("trial", {}).get("name", str(trial))
-                _log(f"trial {name} {verb}: {len(self.done)}/{total} done, {running} running, "
-                     f"{len(self.failed)} failed")
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done.add(trial.trial_id)
+            self._line(trial, "finished", trials)
 
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.done.add(trial.trial_id)
-                self._line(trial, "finished", trials)
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.failed.add(trial.trial_id)
+            self._line(trial, f"FAILED ({trial.error_file})", trials)
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self.failed.add(trial.trial_id)
-                self._line(trial, f"FAILED ({trial.error_file})", trials)
-
-        return Progress()
+    return Progress()
 
 
 def trainable_for(exp_dir: str, sweep: SweepConfig | None = None) -> Any:
@@ -482,7 +480,7 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
                 run_config=tune.RunConfig(
                     name="tune", storage_path=exp_dir,
                     failure_config=tune.FailureConfig(max_failures=sweep.training.max_failures),
-                    callbacks=[_Progress(len(trials))],
+                    callbacks=[_progress_callback(len(trials))],
                     verbose=0,
                 ),
             )

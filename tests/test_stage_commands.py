@@ -51,3 +51,12 @@ def test_generate_then_verify_then_evaluate(tmp_path, ray_instance, monkeypatch,
     assert main(["evaluate", *_args(tmp_path)]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["student"] == "tiny-llama" and printed["scores"][0]["n"] == 4
+
+    # one trial alone, without Tune or Ray Train: 10 steps, a checkpoint every 5, both evaluated
+    capsys.readouterr()
+    assert main(["train", *_args(tmp_path), "training.samples=160", "training.checkpoint_every=5",
+                 "--trial", "concise__tiny-llama__math", "--no-ray"]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "smoke" / "trials" / "concise__tiny-llama__math" /
+                                              "results.jsonl")]
+    assert [r["step"] for r in rows] == [5, 10] and all(r["mini-math/n"] == 4 for r in rows)
+    assert main(["train", *_args(tmp_path), "--trial", "nobody__tiny-llama__math"]) == 2
