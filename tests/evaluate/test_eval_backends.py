@@ -63,9 +63,11 @@ def test_one_row_batches_are_identical_to_plain_generate(model, tools):
 
 @pytest.mark.parametrize("model", STUDENTS)
 def test_batched_decoding_with_early_stops_matches_one_at_a_time(model, tools):
-    backend = TransformersBackend(StudentConfig(model=model), batch_size=6, max_batch_tokens=1600)
+    backend = TransformersBackend(StudentConfig(model=model), batch_size=6)
     messages = tools.mixed_messages(18, seed=2)
     ids = backend.encode(messages)
+    # a budget that holds four of the longest rows: long batches are cut short, short prompts still fill six rows
+    backend.max_batch_tokens = budget = 4 * (max(len(i) for i in ids) + MAX_NEW)
     # Random students never emit an end-of-turn token, so promote tokens they do write to stop tokens (at various
     # depths): rows then finish at different steps and leave their batches early, which is the path to test.
     free = backend.generate_ids(ids[:6], max_new_tokens=MAX_NEW)
@@ -76,7 +78,7 @@ def test_batched_decoding_with_early_stops_matches_one_at_a_time(model, tools):
 
     lengths = [len(w) for w in want]
     assert len(set(lengths)) >= 3 and min(lengths) < MAX_NEW  # rows really stopped at different steps
-    batches = plan_batches([len(i) for i in ids], max_new_tokens=MAX_NEW, max_batch_size=6, max_batch_tokens=1600)
+    batches = plan_batches([len(i) for i in ids], max_new_tokens=MAX_NEW, max_batch_size=6, max_batch_tokens=budget)
     assert len(batches) >= 3 and max(len(b) for b in batches) == 6 and min(len(b) for b in batches) < 6
     assert len(got) == len(ids)
     diverged = tools.divergences(backend.model, ids, got, want)
