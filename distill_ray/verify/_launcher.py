@@ -184,6 +184,17 @@ class Opaque:
         return "<unsupported %s>" % self.type_name
 
 
+def contains_opaque(value):
+    """Whether a decoded value holds an Opaque anywhere (such values are never equal to anything)."""
+    if isinstance(value, Opaque):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(contains_opaque(v) for v in value)
+    if isinstance(value, dict):
+        return any(contains_opaque(k) or contains_opaque(v) for k, v in value.items())
+    return False
+
+
 def decode(item):
     tag = item[0]
     if tag == "n":

@@ -29,7 +29,7 @@ import math
 import re
 from typing import Any
 
-from distill_ray.verify._launcher import Opaque, decode, encode
+from distill_ray.verify._launcher import Opaque, contains_opaque, decode, encode
 from distill_ray.verify.math_grader import answer_section
 from distill_ray.verify.sandbox import RunResult, SandboxLimits, SandboxPool, shared_pool
 from distill_ray.verify.verdict import Verdict, errored, failed, passed
@@ -76,22 +76,12 @@ def strict_equal(actual: Any, expected: Any, atol: float = 0.0) -> bool:
 
 def plain_equal(actual: Any, expected: Any) -> bool:
     """Python `==` on decoded plain values (what an `assert A == B` means), never true for an unsupported object."""
-    if _has_opaque(actual) or _has_opaque(expected):
+    if contains_opaque(actual) or contains_opaque(expected):
         return False
     try:
         return bool(actual == expected)
     except Exception:
         return False
-
-
-def _has_opaque(value: Any) -> bool:
-    if isinstance(value, Opaque):
-        return True
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_opaque(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_opaque(k) or _has_opaque(v) for k, v in value.items())
-    return False
 
 
 # ------------------------------------------------------------------ test specs -> sandbox jobs
@@ -289,7 +279,7 @@ def judge(run: RunResult, expect: dict[str, Any], code: str) -> Verdict:
                     else plain_equal(values[0], literal) if how == "eq_literal"
                     else plain_equal(values[0], values[1]) if how == "eq_pair"
                     else type(values[0]) in (bool, int, str, list, tuple, dict, set, float) and bool(values[0])
-                    and not _has_opaque(values[0])
+                    and not contains_opaque(values[0])
                 )
                 if not ok:
                     return failed("wrong_answer", code)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distill_ray.paths import cache_root
-from distill_ray.verify._launcher import Opaque, decode, encode
+from distill_ray.verify._launcher import contains_opaque, decode, encode
 from distill_ray.verify.sandbox import SandboxLimits, SandboxPool
 
 MIN_TIME_LIMIT = 1.0
@@ -254,16 +254,6 @@ def _allclose(out: Any, exp: Any, atol: float) -> bool:
         return False
 
 
-def _has_opaque(value: Any) -> bool:
-    if isinstance(value, Opaque):
-        return True
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_opaque(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_opaque(k) or _has_opaque(v) for k, v in value.items())
-    return False
-
-
 def _surface_area_oracle(base_edge: float, height: float) -> float:
     slant = math.sqrt((base_edge / 2) ** 2 + height**2)
     return round(base_edge**2 + 2 * base_edge * slant)
@@ -282,7 +272,7 @@ class _Tolerance:
 
 def outputs_match(entry_point: str, out: Any, exp: Any, inp: Any, tol: _Tolerance) -> bool:
     """One input's verdict; `tol` carries evalplus's per-run atol, which a float output raises for later inputs."""
-    if _has_opaque(out):
+    if contains_opaque(out):
         return False
     try:
         exact = bool(out == exp)
