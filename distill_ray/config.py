@@ -5,8 +5,9 @@
 
 Every model forbids unknown keys. Any problem (unknown key, wrong type, value out of range, missing file, unknown
 built-in architecture) raises `ConfigError`, whose message names the file, the key path and the reason; the CLI turns
-it into exit code 2 before Ray starts. Relative paths in a sweep file are resolved against the file's folder.
-Validation checks shapes and local files only: it does not contact a provider or a model hub.
+it into exit code 2 before Ray starts.
+Validation checks shapes and local files only: it does not contact a provider or a model hub. Relative `path`s
+are resolved against the sweep file's folder; a relative `storage` against the current directory.
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def _resolve_paths(data: Any, base: Path) -> None:
     """Make relative local paths (keys named 'path') absolute against the sweep file's folder."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if key in ("path", "storage") and isinstance(value, str) and value and "://" not in value:
+            if key == "path" and isinstance(value, str) and value and "://" not in value:
                 if not os.path.isabs(value):
                     data[key] = str((base / value).resolve())
             else:
@@ -291,6 +292,11 @@ def load_sweep(path: str, overrides: list[str] | None = None) -> SweepConfig:
         raise ConfigError(path, "(top level)", "a sweep file must be a mapping")
     apply_overrides(data, overrides or [], path)
     _resolve_paths(data, Path(path).resolve().parent)
+    # Data files live beside the sweep file; the experiment goes where the user runs the command (`storage: runs`
+    # means ./runs), as a path on the submitting machine means nothing to a cluster anyway.
+    storage = data.get("storage")
+    if isinstance(storage, str) and storage and "://" not in storage:
+        data["storage"] = os.path.abspath(storage)
     return sweep_from_dict(data, path)
 
 

@@ -113,3 +113,15 @@ def test_api_keys_are_named_not_stored():
     dumped = yaml.safe_dump(sweep.model_dump())
     assert "OPENROUTER_API_KEY" in dumped
     assert "sk-" not in dumped
+
+
+def test_relative_storage_is_the_current_directory_and_paths_the_sweep_folder(tmp_path, monkeypatch):
+    data = _set(_local(), "domains.math.source", {"kind": "jsonl", "path": "p.jsonl", "n": 5,
+                                                   "mapping": {"problem": "q", "answer": "a"}})
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "p.jsonl").write_text('{"q": "1+1?", "a": "2"}\n')
+    (tmp_path / "sweeps" / "s.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep("sweeps/s.yaml")
+    assert sweep.experiment_dir() == str(tmp_path / "runs" / "local")
+    assert sweep.domains["math"].source.path == str(tmp_path / "sweeps" / "p.jsonl")
