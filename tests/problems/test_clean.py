@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
 from distill_ray.problems.sources import (
@@ -238,7 +236,8 @@ def test_prepare_problems_keeps_exactly_n_from_a_dirty_source(tmp_path, schemas,
 
 
 def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(shared_benchmarks):
-    builtin = pytest.importorskip("distill_ray.problems.builtin")
+    from distill_ray.problems import builtin
+
     math500 = load_math500(str(shared_benchmarks / "math500.jsonl"))
     mbpp = load_mbppplus(str(shared_benchmarks / "MbppPlus-v0.2.0.jsonl.gz"))
     benchmarks = {

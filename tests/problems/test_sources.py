@@ -109,7 +109,8 @@ def test_pytest_style_set_with_nested_fields(tmp_path, schemas, fake_checker):
         "test_code": "pass\n\ndef test_basic():\n    assert count_vowels('Hello') == 2\n",
     }
     assert "`def count_vowels(s)`" in p["prompt"]
-    verify = pytest.importorskip("distill_ray.verify")
+    from distill_ray import verify
+
     assert verify.check_code("```python\n" + rows[0]["solution"] + "```", p["tests"]).verdict == "pass"
 
 
@@ -247,9 +248,7 @@ def test_failing_reference_solution_is_dropped(tmp_path, schemas, fake_checker):
 
 
 def test_reference_check_with_the_real_sandbox(tmp_path, schemas):
-    verify = pytest.importorskip("distill_ray.verify", reason="distill_ray.verify (the sandbox) not built yet")
-    if not hasattr(verify, "check_code"):
-        pytest.skip("distill_ray.verify has no check_code yet")
+
     rows = schemas.opencoder_rows()[-3:]  # two good references and the failing one
     path = schemas.write_jsonl(tmp_path / "edu.jsonl", rows)
     problems = load_problems(local_copy(SEED_CODE_SOURCE, "jsonl", path, n=10), "code")  # default checker
@@ -416,13 +415,15 @@ def test_seed_defaults_are_pinned_and_match_the_builtin_instructions():
         source.check(domain)
         assert source.kind == "huggingface" and len(source.revision) == 40 and source.n == 40_000
         assert ProblemSourceConfig.model_validate(source.model_dump(by_alias=True)) == source  # round-trips
-    builtin = pytest.importorskip("distill_ray.problems.builtin")
+    from distill_ray.problems import builtin
+
     assert builtin.MATH_INSTRUCTION == DEFAULT_MATH_INSTRUCTION
     assert builtin.CODE_INSTRUCTION == DEFAULT_CODE_INSTRUCTION
 
 
 def test_builtin_kind_uses_make_problems():
-    builtin = pytest.importorskip("distill_ray.problems.builtin")
+    from distill_ray.problems import builtin
+
     source = ProblemSourceConfig(kind="builtin", n=12, seed=5)
     problems = load_problems(source, "math")
     assert problems == builtin.make_problems("math", "train", 12, 5)

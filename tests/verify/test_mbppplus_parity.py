@@ -159,7 +159,7 @@ def test_cli_contract(dataset, tmp_path, monkeypatch):
     assert score_main(["mbppplus", "--samples", str(bad), "--dataset", dataset, "--output", str(out)]) == 2
 
 
-REAL = "/work/shared/benchmarks/MbppPlus-v0.2.0.jsonl.gz"
+REAL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "benchmarks", "MbppPlus-v0.2.0.jsonl.gz")
 
 
 @pytest.mark.skipif(not os.path.exists(REAL), reason="MBPP+ release file not present")

@@ -94,7 +94,7 @@ def test_math500_command(tmp_path):
     assert score_main(["math500", "--samples", str(unknown), "--dataset", str(dataset), "--output", str(out)]) == 2
 
 
-REAL_MATH = "/work/shared/benchmarks/math500.jsonl"
+REAL_MATH = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "benchmarks", "math500.jsonl")
 
 
 @pytest.mark.skipif(not os.path.exists(REAL_MATH), reason="MATH-500 file not present")
