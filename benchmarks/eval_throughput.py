@@ -62,21 +62,9 @@ GPU_MODELS: dict[str, dict[str, Any]] = {
 
 
 def cpu_messages(n: int, seed: int) -> list[str]:
-    """Built-in problems, a third of them after one to three verbose traces, shuffled (prompt order != length)."""
-    from distill_ray.problems.builtin import make_problems, simulated_response
+    from distill_ray.problems.builtin import mixed_length_messages
 
-    rng = random.Random(seed)
-    problems = make_problems("math", "train", n - n // 2, seed) + make_problems("code", "train", n // 2, seed)
-    messages = []
-    for i, problem in enumerate(problems):
-        if i % 3 == 0:
-            traces = [simulated_response(problem["prompt"], "verbose", 1.0, f"{problem['id']}:{k}")[0]
-                      for k in range(rng.randint(1, 3))]
-            messages.append(f"{problem['prompt']}\n\nA previous attempt reasoned:\n" + "\n".join(traces))
-        else:
-            messages.append(problem["prompt"])
-    rng.shuffle(messages)
-    return messages
+    return mixed_length_messages(n, seed, max_traces=3)
 
 
 def random_prompts(n: int, vocab: int, seed: int) -> list[list[int]]:

@@ -206,3 +206,21 @@ def simulated_response(prompt: str, style: str, correct_rate: float, key: str) -
     else:
         raise ValueError(f"unknown simulated teacher style {style!r}")
     return reasoning, render_final(solution, answer)
+
+
+def mixed_length_messages(n: int, seed: int, max_traces: int = 3) -> list[str]:
+    """User messages of very different lengths, for generation throughput and batching checks: built-in problems,
+    every third one after one to `max_traces` verbose traces (hundreds of tokens), shuffled so that prompt order is
+    not length order."""
+    rng = random.Random(seed)
+    problems = make_problems("math", "train", n - n // 2, seed) + make_problems("code", "train", n // 2, seed)
+    messages = []
+    for i, problem in enumerate(problems):
+        if i % 3 == 0:
+            traces = [simulated_response(problem["prompt"], "verbose", 1.0, f"{problem['id']}:{k}")[0]
+                      for k in range(rng.randint(1, max_traces))]
+            messages.append(f"{problem['prompt']}\n\nA previous attempt reasoned:\n" + "\n".join(traces))
+        else:
+            messages.append(problem["prompt"])
+    rng.shuffle(messages)
+    return messages

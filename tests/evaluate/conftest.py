@@ -3,44 +3,21 @@ written by PEFT, and a one-prompt-at-a-time `model.generate()` reference to comp
 
 from __future__ import annotations
 
-import os
-import random
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from distill_ray.problems.builtin import make_problems, simulated_response
+from distill_ray.problems.builtin import mixed_length_messages
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Build the tiny students once per session in a private folder (never the user's ~/.cache)."""
-    old = os.environ.get("DISTILL_RAY_CACHE")
-    os.environ["DISTILL_RAY_CACHE"] = str(tmp_path_factory.mktemp("distill-ray-cache"))
-    torch.set_num_threads(1)  # 2 shared cores: oversubscribed OpenMP threads spin and crawl
-    yield
-    if old is None:
-        os.environ.pop("DISTILL_RAY_CACHE", None)
-    else:
-        os.environ["DISTILL_RAY_CACHE"] = old
+def _private_cache(private_model_cache):
+    """The tests of this folder build their tiny students in a private cache (tests/conftest.py)."""
 
 
 def mixed_messages(n: int, seed: int = 0) -> list[str]:
-    """User messages of very different lengths: problems alone, and problems after one or two verbose traces
-    (hundreds of tokens), shuffled so that prompt order is not length order."""
-    rng = random.Random(seed)
-    problems = make_problems("math", "train", n - n // 2, seed) + make_problems("code", "train", n // 2, seed)
-    messages = []
-    for i, problem in enumerate(problems):
-        if i % 3 == 0:
-            traces = [simulated_response(problem["prompt"], "verbose", 1.0, f"{problem['id']}:{k}")[0]
-                      for k in range(rng.randint(1, 2))]
-            messages.append(f"{problem['prompt']}\n\nA previous attempt reasoned:\n" + "\n".join(traces))
-        else:
-            messages.append(problem["prompt"])
-    rng.shuffle(messages)
-    return messages
+    return mixed_length_messages(n, seed, max_traces=2)
 
 
 def reference_generate(model, prompt_ids: list[list[int]], *, max_new_tokens: int, stop_ids: list[int],

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
 
 from distill_ray.problems.builtin import make_problems, simulated_response
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Build the tiny students once per session in a private folder (never the user's ~/.cache)."""
-    old = os.environ.get("DISTILL_RAY_CACHE")
-    os.environ["DISTILL_RAY_CACHE"] = str(tmp_path_factory.mktemp("distill-ray-cache"))
-    torch.set_num_threads(1)  # 2 shared cores: oversubscribed OpenMP threads spin and crawl
-    yield
-    if old is None:
-        os.environ.pop("DISTILL_RAY_CACHE", None)
-    else:
-        os.environ["DISTILL_RAY_CACHE"] = old
+def _private_cache(private_model_cache):
+    """The tests of this folder build their tiny students in a private cache (tests/conftest.py)."""
 
 
 def _concise_examples(domain: str, n: int, seed: int = 0) -> list[dict]:

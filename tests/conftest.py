@@ -1,0 +1,19 @@
+"""Fixtures shared by the stage test folders."""
+
+import os
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def private_model_cache(tmp_path_factory):
+    """Build the tiny students once per session in a private folder (never the user's ~/.cache)."""
+    old = os.environ.get("DISTILL_RAY_CACHE")
+    os.environ["DISTILL_RAY_CACHE"] = str(tmp_path_factory.mktemp("distill-ray-cache"))
+    torch.set_num_threads(1)  # 2 shared cores: oversubscribed OpenMP threads spin and crawl
+    yield
+    if old is None:
+        os.environ.pop("DISTILL_RAY_CACHE", None)
+    else:
+        os.environ["DISTILL_RAY_CACHE"] = old
