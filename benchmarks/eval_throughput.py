@@ -3,6 +3,8 @@
     python benchmarks/eval_throughput.py                       # CPU: both tiny built-in students, ~3 minutes
     python benchmarks/eval_throughput.py --prompts 96 --max-new-tokens 32 --repeats 1     # quicker
     python benchmarks/eval_throughput.py --gpu                 # CUDA: Llama-3.1-8B and Qwen3-30B-A3B shapes
+    python benchmarks/eval_throughput.py --shapes-on-cpu --layers 1 --prompts 3 --max-new-tokens 3 --repeats 1
+                                                               # the --gpu path on the CPU, 1 layer: a dry run
 
 The baseline is what quick evaluation scripts do: static batches of `--batch-size` prompts in the order given, left
 padded, `model.generate()` greedy, every row decoded until the batch's last row ends. Against it, on the same prompts
@@ -21,8 +23,10 @@ CPU prompts are user messages from the built-in problem families: two thirds alo
 one third after one to three verbose teacher traces (~200-800 tokens), shuffled, so padding matters. The built-in
 students are random networks that never emit a stop token, so every row runs to --max-new-tokens and the early-exit
 part of the backend gains nothing here. With --gpu the models are real-size architectures (published config
-dimensions) with random bf16 weights, nothing downloaded, and random token-id prompts with the same kind of length
-mix. Timings on a shared machine move with other load: rerun, and compare only figures from one run.
+dimensions, `distill_ray.train.reference_shapes`, the same as the train benchmark's) with random bf16 weights,
+nothing downloaded, and random token-id prompts with the same kind of length mix; `--layers auto` keeps every layer
+unless their weights would take over 60% of the card (the 30B MoE on an H100: 39 of 48), and says so in the JSON.
+Timings on a shared machine move with other load: rerun, and compare only figures from one run.
 The last stdout line is a JSON object with every figure.
 """
 
@@ -41,24 +45,6 @@ from typing import Any
 import torch
 
 from distill_ray.evaluate.backends import TransformersBackend
-
-# Published config dimensions (config.json of meta-llama/Llama-3.1-8B-Instruct and Qwen/Qwen3-30B-A3B-Base).
-GPU_MODELS: dict[str, dict[str, Any]] = {
-    "llama-3.1-8b": dict(
-        model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=False, eos_token_id=128009, pad_token_id=128004,
-        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                      "original_max_position_embeddings": 8192},
-    ),
-    "qwen3-30b-a3b": dict(
-        model_type="qwen3_moe", hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
-        num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
-        num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[], vocab_size=151936,
-        max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
-        eos_token_id=151645, pad_token_id=151643,
-    ),
-}
 
 
 def cpu_messages(n: int, seed: int) -> list[str]:
@@ -189,23 +175,27 @@ def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def run_gpu(args: argparse.Namespace) -> dict[str, Any]:
-    from transformers import AutoConfig, AutoModelForCausalLM
+def run_real_shapes(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The seed's students as random-weight models of their published shapes (bf16 on CUDA, fp32 on the CPU)."""
+    from distill_ray.train.reference_shapes import build_reference_model, choose_layers
 
     report: dict[str, Any] = {}
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     for name in args.gpu_models.split(","):
-        spec = dict(GPU_MODELS[name])
-        config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+        layers, why = choose_layers(name, args.layers, device)
+        model = build_reference_model(name, device=device, dtype=dtype, layers=layers).eval()
+        config = model.config
         prompts = random_prompts(args.prompts, config.vocab_size, args.seed)
         stop_ids, pad_id = [config.eos_token_id], config.pad_token_id
-        with torch.device("cuda"):
-            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
-        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e9:.1f}B parameters", file=sys.stderr)
-        report[name] = compare(model, prompts, stop_ids=stop_ids, pad_id=pad_id, device="cuda", args=args)
+        print(f"{name}: {sum(p.numel() for p in model.parameters()) / 1e9:.1f}B parameters, {layers} layers "
+              f"({why})", file=sys.stderr)
+        report[name] = {"layers": layers, "layers_note": why,
+                        **compare(model, prompts, stop_ids=stop_ids, pad_id=pad_id, device=device, args=args)}
         del model
         gc.collect()
-        torch.cuda.empty_cache()
-        report[name]["vllm"] = run_vllm(config, prompts, args)
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+            report[name]["vllm"] = run_vllm(config, prompts, args)
     return report
 
 
@@ -250,20 +240,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gpu-models", default="llama-3.1-8b,qwen3-30b-a3b")
     parser.add_argument("--cb", action="store_true", help="also time transformers' generate_batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", default="auto",
+                        help="decoder layers of the real shapes: a number, or auto (all that fit the card)")
+    parser.add_argument("--shapes-on-cpu", action="store_true",
+                        help="the --gpu path (real shapes) on the CPU in fp32: with --layers 1 and a few prompts, "
+                             "a dry run of the GPU command, not a timing")
     args = parser.parse_args(argv)
     if args.gpu and not torch.cuda.is_available():
         parser.error("--gpu needs a CUDA device")
-    args.prompts = args.prompts or (128 if args.gpu else 192)
-    args.max_new_tokens = args.max_new_tokens or (256 if args.gpu else 64)
+    if args.gpu and args.shapes_on_cpu:
+        parser.error("--gpu and --shapes-on-cpu exclude each other")
+    real_shapes = args.gpu or args.shapes_on_cpu  # the dry run takes the GPU command's settings
+    args.prompts = args.prompts or (128 if real_shapes else 192)
+    args.max_new_tokens = args.max_new_tokens or (256 if real_shapes else 64)
     # On the 2-core CPU bigger batches of the tiny students were slower, not faster (tiny-qwen3-moe: 2445 tokens/s
     # at 32 rows, 791 at 128), so the CPU default is the config's 32 rows. On a GPU a bigger batch is what fills the
     # device; 131072 padded tokens keep the KV cache near 17 GB for the 8B and 13 GB for the 30B-A3B (H100-safe).
-    args.backend_batch_size = args.backend_batch_size or (128 if args.gpu else 32)
-    args.max_batch_tokens = args.max_batch_tokens or (131_072 if args.gpu else None)
+    args.backend_batch_size = args.backend_batch_size or (128 if real_shapes else 32)
+    args.max_batch_tokens = args.max_batch_tokens or (131_072 if real_shapes else None)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device_name = torch.cuda.get_device_name(0) if args.gpu else f"{platform.processor() or platform.machine()} CPU"
-    results = run_gpu(args) if args.gpu else run_cpu(args)
+    if args.gpu or args.shapes_on_cpu:
+        results = run_real_shapes(args, "cuda" if args.gpu else "cpu")
+    else:
+        results = run_cpu(args)
     summary = {
         "benchmark": "eval_throughput", "device": device_name, "torch_threads": torch.get_num_threads(),
         "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "plain_batch_size": args.batch_size,

@@ -1,8 +1,11 @@
 """Training throughput of the train stage's core against a plain padded transformers + PEFT loop.
 
     python benchmarks/train_throughput.py                       # on a GPU: Llama-3.1-8B and Qwen3-30B-A3B shapes
-    python benchmarks/train_throughput.py --model llama-8b --token-budget 8192 --steps 10
+    python benchmarks/train_throughput.py --model llama-3.1-8b --token-budget 8192 --steps 10
     python benchmarks/train_throughput.py --tiny                # CPU (automatic without CUDA): the tiny students
+    python benchmarks/train_throughput.py --model qwen3-30b-a3b --layers 12     # like the issue's reference loop
+    python benchmarks/train_throughput.py --device cpu --layers 1 --steps 1 --warmup 0 --batch 2 --examples 2 \
+        --max-length 128 --token-budget 256 --plain-batch 2      # the real shapes, 1 layer, on CPU: a dry run
 
 Both paths train the same LoRA (rank 32) on the same random-weight model built from the published configuration
 (nothing is downloaded), on the same examples drawn from a trace-length mix like the seed's: responses like Sonnet's
@@ -16,8 +19,14 @@ Tokens/s counts real (non-padding) tokens of both prompt and response. MFU = 4 x
 the weights that do matmuls per token (embedding lookup excluded; for the MoE, the router, attention and the 8 of
 128 experts a token visits). Attention's own FLOPs are not counted. Peak: 989 TFLOP/s dense bf16 (H100 SXM, H200).
 
-The last stdout line is a JSON object. Not guaranteed: numbers on a shared or throttled GPU; the 30B MoE needs
-about 61 GB of weights in bf16 (the core path checkpoints activations for it; an H200 leaves more room). Activation
+Shapes come from `distill_ray.train.reference_shapes` (the eval benchmark builds the same ones). `--layers auto`
+keeps every decoder layer unless their bf16 weights would take over 60% of the card: the 30B MoE's 61 GB fit an
+H200 whole, an H100 (about 79 GiB) gets 39 of its 48 layers; the JSON says how many were used and why. Both paths run
+on the same model, so the comparison holds whatever the layer count.
+
+The last stdout line is a JSON object. Not guaranteed: numbers on a shared or throttled GPU (the core path
+checkpoints activations for the MoE; the plain loop, with its padded full-logit batches, may run out of memory where
+the core does not, which the JSON records). Activation
 checkpointing recomputes the forward, so its MFU (counted as 4N) understates the hardware's work by a third. In --tiny
 mode MFU is reported against --peak-tflops (default: none, so null).
 """
@@ -35,65 +44,8 @@ from typing import Any
 
 import torch
 
-LLAMA_31_8B = dict(
-    architecture="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
-    rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128009,
-    rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                  "original_max_position_embeddings": 8192},
-)
-QWEN3_30B_A3B = dict(
-    architecture="qwen3_moe", vocab_size=151936, hidden_size=2048, intermediate_size=6144, moe_intermediate_size=768,
-    num_hidden_layers=48, num_attention_heads=32, num_key_value_heads=4, head_dim=128, num_experts=128,
-    num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
-    max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
-    bos_token_id=151643, eos_token_id=151645,
-)
-MODELS = {"llama-8b": LLAMA_31_8B, "qwen3-30b-a3b": QWEN3_30B_A3B}
 PEAK_BF16_TFLOPS = 989.0
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-def build_model(spec: dict, device: str, dtype: torch.dtype, attn: str):
-    """A random-weight model of the given published shape, created directly on `device`."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
-
-    spec = dict(spec)
-    arch = spec.pop("architecture")
-    llama = arch == "llama"
-    config_cls, model_cls = (LlamaConfig, LlamaForCausalLM) if llama else (Qwen3MoeConfig, Qwen3MoeForCausalLM)
-    config = config_cls(**spec)
-    config._attn_implementation = attn
-    torch.manual_seed(0)
-    # Created directly in the target dtype on the target device: 30B parameters in fp32 would not fit anywhere.
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = model_cls(config)
-    finally:
-        torch.set_default_dtype(default)
-    model.config.use_cache = False
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def active_parameters(model) -> tuple[int, int]:
-    """(total, active per token) weights that do matmuls: embeddings excluded, MoE experts scaled by k / E."""
-    cfg = model.config
-    total = active = 0
-    embed = model.get_input_embeddings().weight
-    for name, p in model.named_parameters():
-        if p is embed or "lora_" in name:
-            continue
-        n = p.numel()
-        total += n
-        if ".experts." in name and getattr(cfg, "num_experts", 0):
-            active += n * cfg.num_experts_per_tok // cfg.num_experts
-        else:
-            active += n
-    return total, active
 
 
 def trace_lengths(n: int, max_length: int, seed: int, r1_share: float) -> list[tuple[int, int]]:
@@ -196,30 +148,36 @@ def run_plain(peft_model, examples, plain_batch: int, device: str, steps: int, w
     return tokens / elapsed
 
 
-def bench_model(name: str, spec: dict | None, args, device: str) -> dict[str, Any]:
+def bench_model(name: str, builtin: str | None, args, device: str) -> dict[str, Any]:
+    """One reference shape (`name`), or with `builtin` the tiny built-in student standing in for it."""
     from distill_ray.config import LoraConfig
     from distill_ray.train.core import apply_lora
-    from distill_ray.train.models import best_attention
+    from distill_ray.train.models import best_attention, set_activation_checkpointing
+    from distill_ray.train.reference_shapes import build_reference_model, choose_layers, matmul_parameters
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     attn = best_attention(device)
-    if spec is None:  # tiny mode: the built-in student's shape with random weights
+    layers_note = "all"
+    if builtin is not None:  # tiny mode: the built-in student's shape with random weights
         from distill_ray.config import StudentConfig
         from distill_ray.train.models import load_base_model
 
-        model = load_base_model(StudentConfig(model=name), device=device)
+        model = load_base_model(StudentConfig(model=builtin), device=device)
         for p in model.parameters():
             p.requires_grad_(False)
     else:
-        model = build_model(spec, device, dtype, attn)
+        layers, layers_note = choose_layers(name, args.layers, device)
+        model = build_reference_model(name, device=device, dtype=dtype, attn=attn, layers=layers)
+        model.config.use_cache = False
     targets = ATTENTION if "qwen" in name else ATTENTION + ["gate_proj", "up_proj", "down_proj"]
     peft_model, trainable = apply_lora(model, LoraConfig(r=args.rank, alpha=2 * args.rank, target_modules=targets),
                                        seed=0)
     peft_model.train()
-    total, active = active_parameters(model)
+    total, active = matmul_parameters(model)
     lengths = trace_lengths(args.examples, args.max_length, args.seed, args.r1_share)
     examples = make_examples(lengths, model.config.vocab_size, args.seed)
     result: dict[str, Any] = {
+        "layers": model.config.num_hidden_layers, "layers_note": layers_note,
         "params_total": total, "params_active": active, "trainable": trainable, "attention": attn,
         "mean_tokens_per_example": sum(p + r for p, r in lengths) / len(lengths),
     }
@@ -231,12 +189,9 @@ def bench_model(name: str, spec: dict | None, args, device: str) -> dict[str, An
     }
     # The core checkpoints activations only where asked (the 30B MoE on one GPU); the plain loop always does, as
     # default fine-tuning scripts do (and it would not fit its padded, full-logit batches otherwise).
-    checkpointing = {"core": args.gradient_checkpointing or (spec is not None and "qwen" in name), "plain": True}
+    checkpointing = {"core": args.gradient_checkpointing or (builtin is None and "qwen" in name), "plain": True}
     for label, fn in runs.items():
-        if checkpointing[label]:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_disable()
+        set_activation_checkpointing(model, checkpointing[label])
         result[f"{label}_gradient_checkpointing"] = checkpointing[label]
         try:
             tps = fn()
@@ -260,7 +215,7 @@ def bench_model(name: str, spec: dict | None, args, device: str) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=["llama-8b", "qwen3-30b-a3b", "both"], default="both")
+    parser.add_argument("--model", choices=["llama-3.1-8b", "qwen3-30b-a3b", "both"], default="both")
     parser.add_argument("--tiny", action="store_true", help="tiny built-in students (automatic without CUDA)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
@@ -275,10 +230,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="checkpoint activations in the core path (always on for the MoE and the plain loop)")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", default="auto",
+                        help="decoder layers of the real shapes: a number, or auto (all that fit; all off CUDA)")
+    parser.add_argument("--device", default=None,
+                        help="cuda (default when available) or cpu; --device cpu without --tiny runs the real "
+                             "shapes on the CPU (with --layers 1: a check that the GPU command works, not a timing)")
     args = parser.parse_args(argv)
-    cuda = torch.cuda.is_available()
-    tiny = args.tiny or not cuda
-    device = "cuda" if cuda else "cpu"
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    tiny = args.tiny or (not cuda and args.device is None)
     if tiny:
         # Lengths scale with max_length (the same mix, 1/16 of the size): tiny models, a handful of seconds.
         defaults = dict(steps=1, warmup=1, batch=8, examples=16, token_budget=1024, plain_batch=4)
@@ -286,19 +246,19 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(1)
     else:
         defaults = dict(steps=6, warmup=2, batch=32, examples=256, token_budget=8192, plain_batch=4)
-        if args.peak_tflops is None:
+        if args.peak_tflops is None and cuda:
             args.peak_tflops = PEAK_BF16_TFLOPS
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    names = ["llama-8b", "qwen3-30b-a3b"] if args.model == "both" else [args.model]
+    names = ["llama-3.1-8b", "qwen3-30b-a3b"] if args.model == "both" else [args.model]
     results = {}
     for name in names:
         if tiny:
-            builtin = "builtin:tiny-llama" if name == "llama-8b" else "builtin:tiny-qwen3-moe"
-            results[name] = bench_model(builtin, None, args, device)
+            builtin = "builtin:tiny-llama" if name == "llama-3.1-8b" else "builtin:tiny-qwen3-moe"
+            results[name] = bench_model(name, builtin, args, device)
         else:
-            results[name] = bench_model(name, MODELS[name], args, device)
+            results[name] = bench_model(name, None, args, device)
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr)
         gc.collect()
         if cuda:

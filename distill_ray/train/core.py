@@ -52,7 +52,13 @@ from distill_ray.train.data import (
     rank_share,
     truncation_stats,
 )
-from distill_ray.train.models import best_attention, default_dtype, load_tokenizer, resolve_model_path
+from distill_ray.train.models import (
+    best_attention,
+    default_dtype,
+    load_tokenizer,
+    resolve_model_path,
+    set_activation_checkpointing,
+)
 
 COMPLETE = "COMPLETE"
 log = logging.getLogger(__name__)
@@ -240,7 +246,7 @@ def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
     for p in base.parameters():
         p.requires_grad_(False)
     if student.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        set_activation_checkpointing(base, True)
     peft_model, trainable = apply_lora(base, student.lora, seed=training.seed)
     if use_ds and student.deepspeed_stage == 3:
         _mark_moe_leaves(peft_model)

@@ -309,6 +309,21 @@ def best_attention(device: str) -> str:
     return "sdpa"
 
 
+def set_activation_checkpointing(model: Any, enabled: bool) -> None:
+    """Checkpoint every decoder layer's activations (recomputed in the backward) or stop doing so; non-reentrant,
+    so frozen inputs (LoRA on a frozen base) still get gradients. transformers 5 renamed the switch from
+    `gradient_checkpointing_*` (deprecated, warns) to `activation_checkpointing_*`; either is used as available."""
+    if enabled:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def load_tokenizer(student) -> Any:
     """The student's tokenizer (built-in or from the hub), with a pad token set."""
     from transformers import AutoTokenizer
