@@ -176,3 +176,42 @@ def test_dry_run_sends_nothing_and_plans(server_factory, problems, teacher_confi
     assert plan["est_cost_usd"] == pytest.approx((plan["est_prompt_tokens"] * 3 + 160_000 * 15) / 1e6)
     assert server.counters()["requests"] == 0 and not os.path.exists(tmp_path / "o")
     assert plan_generation(problems, teacher, skip=40)["requests"] == 120
+
+
+def test_the_request_on_the_wire(server_factory, problems, teacher_config, tmp_path, monkeypatch):
+    """What the provider receives: the sampling parameters, every `extra_body` field at the top level of the body
+    (OpenRouter's `provider`/`reasoning`), the key as a bearer token, the sample index header; nothing else of ours."""
+    import json as json_module
+
+    from distill_ray.teacher.server import TeacherServer
+
+    seen: list[tuple[str, dict, dict]] = []
+    original = TeacherServer.handle
+
+    async def recording(self, method, path, headers, body):
+        if path.endswith("/chat/completions"):
+            seen.append((path, dict(headers), json_module.loads(body)))
+        return await original(self, method, path, headers, body)
+
+    monkeypatch.setattr(TeacherServer, "handle", recording)
+    monkeypatch.setenv("DISTILL_TEST_KEY", "sk-wire-0123456789")
+    server = server_factory()
+    extra = {"provider": {"order": ["deepinfra"], "allow_fallbacks": False}, "reasoning": {"effort": "high"}}
+    teacher = teacher_config(server.base_url, api_key_env="DISTILL_TEST_KEY", samples_per_problem=2, extra_body=extra,
+                             sampling={"max_tokens": 777, "temperature": 0.6, "top_p": 0.95})
+    summary = generate_traces(problems[:3], "c", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
+                              progress_interval_s=0, use_ray=False)
+    assert summary["ok"] == 6 and len(seen) == 6
+    prompts = {p["prompt"] for p in problems[:3]}
+    indices = []
+    for path, headers, body in seen:
+        assert path == "/v1/chat/completions"
+        assert headers["authorization"] == "Bearer sk-wire-0123456789"
+        assert headers["content-type"].startswith("application/json")
+        assert set(body) == {"model", "messages", "temperature", "top_p", "max_tokens", "provider", "reasoning"}
+        assert (body["model"], body["temperature"], body["top_p"], body["max_tokens"]) == ("sim/concise", 0.6,
+                                                                                          0.95, 777)
+        assert body["provider"] == extra["provider"] and body["reasoning"] == extra["reasoning"]
+        assert body["messages"][0]["role"] == "user" and body["messages"][0]["content"] in prompts
+        indices.append(int(headers["x-distill-sample-index"]))
+    assert sorted(indices) == [0, 0, 0, 1, 1, 1]
