@@ -84,26 +84,20 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_core(peft_model, examples, token_budget: int, device: str, steps: int, warmup: int, batch: int):
-    """The train stage's step: packed rows, per-token loss over the step, logits only where there is a target."""
-    from distill_ray.train.core import CausalLMLoss
-    from distill_ray.train.data import make_micro_batches
-
-    loss_module = CausalLMLoss(peft_model)
+def timed_steps(peft_model, examples, device: str, steps: int, warmup: int, batch: int, prepare, backward) -> float:
+    """Tokens/s over `steps` optimiser steps of `batch` examples after `warmup` untimed ones. `prepare(chunk)` builds
+    a step's batches outside the timing (a data loader's work, ahead of the GPU, for both paths alike);
+    `backward(batches, chunk)` runs the step's forwards and backwards."""
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     tokens = 0
     elapsed = 0.0
     for step in range(warmup + steps):
         chunk = examples[(step * batch) % len(examples):][:batch]
-        micro = make_micro_batches(chunk, micro_batch=10**6, packing=True, pad_id=0, max_tokens=token_budget)
-        norm = sum(e.loss_tokens for e in chunk)
+        batches = prepare(chunk)
         _sync(device)
         start = time.perf_counter()
-        for mb in micro:
-            mb = mb.to(device)
-            loss = loss_module(mb.input_ids, mb.position_ids, mb.targets, None) / norm
-            loss.backward()
+        backward(batches, chunk)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         _sync(device)
@@ -113,16 +107,30 @@ def run_core(peft_model, examples, token_budget: int, device: str, steps: int, w
     return tokens / elapsed
 
 
+def run_core(peft_model, examples, token_budget: int, device: str, steps: int, warmup: int, batch: int):
+    """The train stage's step: packed rows, per-token loss over the step, logits only where there is a target."""
+    from distill_ray.train.core import CausalLMLoss
+    from distill_ray.train.data import make_micro_batches
+
+    loss_module = CausalLMLoss(peft_model)
+
+    def prepare(chunk):
+        return make_micro_batches(chunk, micro_batch=10**6, packing=True, pad_id=0, max_tokens=token_budget)
+
+    def backward(micro, chunk):
+        norm = sum(e.loss_tokens for e in chunk)
+        for mb in micro:
+            mb = mb.to(device)
+            (loss_module(mb.input_ids, mb.position_ids, mb.targets, None) / norm).backward()
+
+    return timed_steps(peft_model, examples, device, steps, warmup, batch, prepare, backward)
+
+
 def run_plain(peft_model, examples, plain_batch: int, device: str, steps: int, warmup: int, batch: int):
     """A default fine-tuning loop: padded batches, the model's own loss over full-vocabulary logits."""
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
-    tokens = 0
-    elapsed = 0.0
-    for step in range(warmup + steps):
-        chunk = examples[(step * batch) % len(examples):][:batch]
-        _sync(device)
-        start = time.perf_counter()
+
+    def prepare(chunk):
+        batches = []
         for i in range(0, len(chunk), plain_batch):
             group = chunk[i:i + plain_batch]
             width = max(len(e.input_ids) for e in group)
@@ -137,15 +145,15 @@ def run_plain(peft_model, examples, plain_batch: int, device: str, steps: int, w
                 for t, target in enumerate(e.targets):
                     if target != -100:
                         labels[row, t + 1] = target
+            batches.append((ids, mask, labels))
+        return batches
+
+    def backward(batches, chunk):
+        for ids, mask, labels in batches:
             out = peft_model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device))
-            (out.loss * len(group) / len(chunk)).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        _sync(device)
-        if step >= warmup:
-            elapsed += time.perf_counter() - start
-            tokens += sum(len(e.input_ids) for e in chunk)
-    return tokens / elapsed
+            (out.loss * len(ids) / len(chunk)).backward()
+
+    return timed_steps(peft_model, examples, device, steps, warmup, batch, prepare, backward)
 
 
 def bench_model(name: str, builtin: str | None, args, device: str) -> dict[str, Any]:

@@ -17,3 +17,18 @@ def private_model_cache(tmp_path_factory):
         os.environ.pop("DISTILL_RAY_CACHE", None)
     else:
         os.environ["DISTILL_RAY_CACHE"] = old
+
+
+@pytest.fixture
+def benchmark_script():
+    """Load a script of benchmarks/ as a module (they are scripts, not a package): `benchmark_script("x")`."""
+    import importlib.util
+
+    def load(name: str):
+        path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -3,25 +3,16 @@ shapes) on the CPU with one layer and short prompts, so a device session does no
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import random
 
 import pytest
 
 
-def _benchmark_module():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "eval_throughput.py")
-    spec = importlib.util.spec_from_file_location("eval_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cpu_mode_compares_backend_and_plain_loop(capsys):
-    summary = _benchmark_module().main(["--students", "builtin:tiny-llama", "--prompts", "6", "--max-new-tokens", "4",
-                                        "--repeats", "1", "--backend-batch-size", "4"])
+def test_cpu_mode_compares_backend_and_plain_loop(benchmark_script, capsys):
+    summary = benchmark_script("eval_throughput").main([
+        "--students", "builtin:tiny-llama", "--prompts", "6", "--max-new-tokens", "4", "--repeats", "1",
+        "--backend-batch-size", "4"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(summary))
     result = summary["results"]["builtin:tiny-llama"]
     assert set(result) >= {"prompt_tokens", "plain_generate_loop", "backend_same_batch", "backend"}
@@ -33,8 +24,8 @@ def test_cpu_mode_compares_backend_and_plain_loop(capsys):
 
 
 @pytest.mark.slow
-def test_real_shapes_path_on_cpu_with_one_layer(monkeypatch):
-    module = _benchmark_module()
+def test_real_shapes_path_on_cpu_with_one_layer(benchmark_script, monkeypatch):
+    module = benchmark_script("eval_throughput")
 
     def short_prompts(n: int, vocab: int, seed: int) -> list[list[int]]:
         rng = random.Random(seed)

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import pytest
 
 
-def _benchmark_module():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "train_throughput.py")
-    spec = importlib.util.spec_from_file_location("train_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_train_throughput_tiny_mode(capsys):
-    summary = _benchmark_module().main(["--tiny"])
+def test_train_throughput_tiny_mode(benchmark_script, capsys):
+    summary = benchmark_script("train_throughput").main(["--tiny"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(json.dumps(summary))
     assert summary["tiny"] is True and set(summary["models"]) == {"llama-3.1-8b", "qwen3-30b-a3b"}
@@ -32,12 +22,12 @@ def test_train_throughput_tiny_mode(capsys):
 
 
 @pytest.mark.slow
-def test_real_shapes_run_on_cpu_with_one_layer(capsys):
+def test_real_shapes_run_on_cpu_with_one_layer(benchmark_script, capsys):
     """The GPU command's path (published shapes, LoRA on them, both loops, the JSON) on the CPU with one decoder
     layer, so a device session does not find a shape or argument error first (~40 s, ~6 GB)."""
-    summary = _benchmark_module().main(["--device", "cpu", "--layers", "1", "--steps", "1", "--warmup", "0",
-                                        "--batch", "2", "--examples", "2", "--max-length", "128",
-                                        "--token-budget", "256", "--plain-batch", "2"])
+    summary = benchmark_script("train_throughput").main([
+        "--device", "cpu", "--layers", "1", "--steps", "1", "--warmup", "0", "--batch", "2", "--examples", "2",
+        "--max-length", "128", "--token-budget", "256", "--plain-batch", "2"])
     assert summary["tiny"] is False and summary["device"] == "cpu"
     llama, moe = summary["models"]["llama-3.1-8b"], summary["models"]["qwen3-30b-a3b"]
     for result in (llama, moe):

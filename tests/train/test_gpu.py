@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import pytest
 import torch
 
@@ -26,11 +23,8 @@ def test_bf16_training_on_gpu_learns_and_reloads(tmp_path, concise_examples):
 
 
 @pytest.mark.slow
-def test_real_size_benchmark_llama(capsys):
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "train_throughput.py")
-    spec = importlib.util.spec_from_file_location("train_throughput", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    summary = module.main(["--model", "llama-8b", "--steps", "2", "--warmup", "1", "--batch", "16"])
-    result = summary["models"]["llama-8b"]
+def test_real_size_benchmark_llama(benchmark_script):
+    summary = benchmark_script("train_throughput").main(["--model", "llama-3.1-8b", "--steps", "2", "--warmup", "1",
+                                                        "--batch", "16"])
+    result = summary["models"]["llama-3.1-8b"]
     assert result["core"]["tokens_per_s"] > 0 and result["core"]["mfu_4n"] > 0
