@@ -1,9 +1,22 @@
 """Fixtures shared by the stage test folders."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+# The real MATH-500 and MBPP+ files lie beside the checkout (../shared/benchmarks), as CI lays them; never in the repo.
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks"
+
+
+@pytest.fixture
+def shared_benchmarks() -> Path:
+    """The folder of the real benchmark files; the test is skipped where they are not present."""
+    path = SHARED_BENCHMARKS.resolve()
+    if not (path / "math500.jsonl").exists() or not (path / "MbppPlus-v0.2.0.jsonl.gz").exists():
+        pytest.skip("shared benchmark files not present")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import pytest
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / ".." / "shared" / "benchmarks"
 
 
 def numina_row(problem: str, answer: str, **overrides) -> dict:
@@ -155,14 +154,6 @@ def fake_check_code(response: str, tests_json: str) -> SimpleNamespace:
 @pytest.fixture
 def fake_checker():
     return fake_check_code
-
-
-@pytest.fixture
-def shared_benchmarks() -> Path:
-    path = SHARED_BENCHMARKS.resolve()
-    if not (path / "math500.jsonl").exists() or not (path / "MbppPlus-v0.2.0.jsonl.gz").exists():
-        pytest.skip("shared benchmark files not present")
-    return path
 
 
 @pytest.fixture
