@@ -48,7 +48,15 @@ def trials(data: dict[str, Any]) -> list[dict[str, Any]]:
             " (" + ", ".join(f"{k}={v}" for k, v in extra) + ")" if extra else "")
         out.append({"trial": name, "student": first["student"], "teacher": first["teacher"],
                     "domain": first["domain"], "extras": extra, "label": label, "rows": rows})
-    return sorted(out, key=lambda t: (t["student"], t["domain"], t["teacher"], str(t["extras"]), t["trial"]))
+    order = data.get("order") or {}
+
+    def rank(values: list[str], value: str) -> tuple[int, str]:
+        return (values.index(value) if value in values else len(values), value)
+
+    # the seed's row order: teachers in the grid's order (Sonnet before R1), math before code
+    return sorted(out, key=lambda t: (t["student"], rank(order.get("teachers", []), t["teacher"]),
+                                      rank(order.get("domains", ["math", "code"]), t["domain"]), str(t["extras"]),
+                                      t["trial"]))
 
 
 def best(rows: list[dict], bench: str | None) -> list[dict]:

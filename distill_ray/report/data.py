@@ -4,7 +4,8 @@
     data = load_experiment("runs/local")   # rows, base, traces, benchmarks, items, base_items, eval_scores
 
 Files read: `trials/*/results.jsonl` (one row per checkpoint), `trials/*/eval/step-XXXXXX/{responses.jsonl,scores.json}`
-and `base/<student>/{responses.jsonl,scores.json}` (per-item verdicts and per-benchmark scores), `traces/*/*/done.json`.
+and `base/<student>/{responses.jsonl,scores.json}` (per-item verdicts and per-benchmark scores), `traces/*/*/done.json`,
+and `sweep.json` for the grid's order of teachers and domains (the seed's row order; alphabetical without it).
 Per-item fields added later (`base_status`, `plus_status`, `finish_reason`, `generated_tokens`; `base_correct`,
 `length_capped` in scores) are optional: an experiment written before them loads, and what needs them shows "—".
 A row without a required field raises ConfigError naming the file, the line and the field; nothing is written here.
@@ -118,6 +119,10 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
         if os.path.exists(os.path.join(folder, "responses.jsonl")):
             items[(row["trial"], int(row["step"]))] = read_items(os.path.join(folder, "responses.jsonl"))
         eval_scores[(row["trial"], int(row["step"]))] = _scores(os.path.join(folder, "scores.json"))
+    order: dict[str, list[str]] = {"teachers": [], "domains": ["math", "code"]}
+    if os.path.exists(os.path.join(exp_dir, "sweep.json")):
+        grid = (_read_json(os.path.join(exp_dir, "sweep.json")) or {}).get("grid") or {}
+        order = {"teachers": list(grid.get("teachers") or []), "domains": list(grid.get("domains") or ["math", "code"])}
     traces = [_read_json(p) for p in sorted(glob.glob(os.path.join(exp_dir, "traces", "*", "*", "done.json")))]
     benchmarks: list[str] = []
     for row in rows:
@@ -127,4 +132,4 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
     for scores in base.values():
         benchmarks.extend(name for name in scores if name not in benchmarks)
     return {"rows": rows, "base": base, "traces": traces, "benchmarks": benchmarks, "items": items,
-            "base_items": base_items, "eval_scores": eval_scores}
+            "base_items": base_items, "eval_scores": eval_scores, "order": order}

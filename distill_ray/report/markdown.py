@@ -38,16 +38,17 @@ METHOD = ("Accuracies carry 95% Wilson intervals in brackets. Differences betwee
           "either side or judged `error` on either side is dropped from that comparison (the `paired items` count "
           "says how many remain). Each difference carries a 95% interval by Newcombe's method 10 for paired "
           "proportions and the two-sided exact McNemar test (binomial test of the discordant items against 1/2); "
-          "`~` marks a difference whose interval contains 0. \"Best\" columns pick the checkpoint on the items they "
-          "report, as the seed does, so they are optimistic; the \"picked on validation half\" columns split each "
-          "benchmark's items in two halves (ordered by sha256 of `seed:benchmark:problem_id`, seed "
+          "`~` marks a difference within noise: its interval contains 0 or McNemar's p is at least 0.05. "
+          "\"Best\" columns pick the checkpoint on the items they report, as the seed does, so they are optimistic; "
+          "the \"picked on validation half\" columns split each benchmark's items in two halves (ordered by "
+          "sha256 of `seed:benchmark:problem_id`, seed "
           f"{SPLIT_SEED}), pick the checkpoint on one half and report it on the other.")
 
 
 def delta_cell(c: dict[str, Any] | None) -> str:
     if c is None:
         return "—"
-    noise = " ~" if c["ci95_low"] <= 0 <= c["ci95_high"] else ""
+    noise = " ~" if c["ci95_low"] <= 0 <= c["ci95_high"] or c["p"] >= 0.05 else ""
     p = "p<0.001" if c["p"] < 0.001 else f"p={c['p']:.3f}"
     return (f"{100 * c['delta']:+.1f}pp [{100 * c['ci95_low']:+.1f}, {100 * c['ci95_high']:+.1f}] {p}{noise}")
 
@@ -112,7 +113,7 @@ def _takeaways(data: dict, student: str, summaries: list[dict], log: Comparisons
     groups: dict[tuple, list[dict]] = {}
     for s in summaries:
         groups.setdefault((s["domain"], s["extras"]), []).append(s)
-    for (domain, _), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (domain, _), group in groups.items():
         b_in, b_out = cols[domain], cols["code" if domain == "math" else "math"]
         for x, y in itertools.combinations(group, 2):
             bx, by = x["best"].get(domain), y["best"].get(domain)
@@ -134,7 +135,7 @@ def _teacher_steps(data: dict, student: str, ts: list[dict], log: Comparisons) -
     groups: dict[tuple, list[dict]] = {}
     for t in ts:
         groups.setdefault((t["domain"], t["extras"]), []).append(t)
-    for (_domain, _), group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for group in groups.values():
         for x, y in itertools.combinations(group, 2):
             steps = sorted({r["step"] for r in x["rows"]} & {r["step"] for r in y["rows"]})
             if not steps:

@@ -141,15 +141,18 @@ def summary_table(data: dict, summaries: list[dict], base_scores: dict, student:
     header = ["Training Data", f"Best {im.display}", f"{ic.display} at best {im.short}", f"Best {ic.display}",
               f"{im.short} at best {ic.short}", f"{im.display} picked on validation half",
               f"{ic.display} picked on validation half"]
+    # bold marks the column's best training data, so only where there is a choice
     top = {d: max((s["best"][d][0][f"{b}/accuracy"] for s in summaries if s["best"][d]), default=None)
-           for d, b in cols.items()}
+           if len(summaries) > 1 else None for d, b in cols.items()}
     body = []
     for s in summaries:
         bm, bc = s["best"]["math"], s["best"]["code"]
         body.append([s["label"],
-                     _best_cell(bm, m, bool(bm) and abs(bm[0][f"{m}/accuracy"] - top["math"]) < 1e-12),
+                     _best_cell(bm, m, bool(bm) and top["math"] is not None
+                                and abs(bm[0][f"{m}/accuracy"] - top["math"]) < 1e-12),
                      _at_best_cell(bm, c),
-                     _best_cell(bc, c, bool(bc) and abs(bc[0][f"{c}/accuracy"] - top["code"]) < 1e-12),
+                     _best_cell(bc, c, bool(bc) and top["code"] is not None
+                                and abs(bc[0][f"{c}/accuracy"] - top["code"]) < 1e-12),
                      _at_best_cell(bc, m), _honest_cell(s["honest"]["math"]), _honest_cell(s["honest"]["code"])])
     honest_base = {d: on_test_half(data, verdicts(data, b, student=student), b) if b else None for d, b in cols.items()}
     body.append(["Base", score_cell(base_scores.get(m)), score_cell(base_scores.get(c)),
