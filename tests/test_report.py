@@ -112,6 +112,8 @@ def _experiment(tmp_path, student="qwen"):
     _write(f"{exp}/sweep.json", {"grid": {"teachers": ["sonnet", "r1"], "students": [student],
                                           "domains": ["math", "code"]}})
     _checkpoint(f"{exp}/base/{student}", prefix(MATH_IDS, m), prefix(CODE_IDS, c), prefix(CODE_IDS, cb), set())
+    _write(f"{exp}/problems/math/done.json", {"rows_read": 500, "kept": 480, "unused": 0,
+                                              "dropped": {"duplicate": 15, "contaminated": 5, "unverifiable": 0}})
     _write(f"{exp}/traces/sonnet/math/done.json", {
         "teacher": "sonnet", "domain": "math", "generation": {"paid": 300, "cost_usd": 1.5,
                                                              "failure_reasons": {"timeout": 3, "empty": 1}},
@@ -312,3 +314,22 @@ def test_a_responses_file_with_a_missing_field_is_rejected_naming_file_line_and_
     assert not os.path.exists(exp / "report.md") and not os.path.exists(exp / "results.json")
     assert cli_main(["report", str(exp)]) == 2
     assert "line 2: verdict: missing field" in capsys.readouterr().err
+
+
+def test_trace_generation_failure_and_problem_tables(tmp_path):
+    text = open(write_report(str(_experiment(tmp_path)))).read()
+    assert _table(text, "## Teacher traces") == [
+        ["Teacher", "Domain", "Requests paid", "Verified", "Pass rate [95%]", "Mean tokens", "p50", "p90",
+         "Teacher cut (length)", "Training examples cut at max_length", "Cost (USD)"],
+        ["sonnet", "math", "300", "290", "70.0% [64–75]", "700", "650", "1200", "1.0%", "10.0% of 200", "1.5000"]]
+    assert _table(text, "### Generation failures (requests that returned no usable trace)") == [
+        ["Teacher", "Domain", "Reason", "Requests"], ["sonnet", "math", "empty", "1"],
+        ["sonnet", "math", "timeout", "3"]]
+    assert _table(text, "## Training problems") == [
+        ["Domain", "Rows read", "Kept", "Dropped"], ["math", "500", "480", "contaminated 5, duplicate 15"]]
+    # format failures and cap hits per benchmark: base 1 of 20 / 1 of 10 format failures, no cap hits
+    responses = _table(text, "### What each response was")
+    assert responses[0] == ["Model", "Step", "MATH-500 format failures", "MATH-500 cap hits",
+                            "MBPP+ format failures", "MBPP+ cap hits"]
+    assert responses[1] == ["base", "0", "5.0%", "0.0%", "10.0%", "0.0%"]
+    assert responses[2] == ["sonnet math", "100", "5.0%", "5.0%", "10.0%", "0.0%"]  # 1 of 20 math responses cut

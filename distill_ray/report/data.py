@@ -5,7 +5,8 @@
 
 Files read: `trials/*/results.jsonl` (one row per checkpoint), `trials/*/eval/step-XXXXXX/{responses.jsonl,scores.json}`
 and `base/<student>/{responses.jsonl,scores.json}` (per-item verdicts and per-benchmark scores), `traces/*/*/done.json`,
-and `sweep.json` for the grid's order of teachers and domains (the seed's row order; alphabetical without it).
+`problems/*/done.json` (training problems kept and dropped) and `sweep.json` for the grid's order of teachers and
+domains (the seed's row order; alphabetical without it).
 Per-item fields added later (`base_status`, `plus_status`, `finish_reason`, `generated_tokens`; `base_correct`,
 `length_capped` in scores) are optional: an experiment written before them loads, and what needs them shows "—".
 A row without a required field raises ConfigError naming the file, the line and the field; nothing is written here.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from distill_ray.config import ConfigError
@@ -45,8 +47,10 @@ def benchmark_info(name: str) -> BenchmarkInfo:
     return known.get(name, BenchmarkInfo(None, name, name, None))
 
 
-def read_jsonl(path: str, required: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a JSONL file; ConfigError(file, "line N: field", reason) for a broken line or a missing field."""
+def read_jsonl(path: str, required: tuple[str, ...] = (),
+               check: Callable[[dict], tuple[str, str] | None] | None = None) -> list[dict]:
+    """Rows of a JSONL file; ConfigError(file, "line N: field", reason) for a broken line, a missing field, or a row
+    `check` returns (field, reason) for."""
     rows = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -61,6 +65,9 @@ def read_jsonl(path: str, required: tuple[str, ...] = ()) -> list[dict]:
             for field in required:
                 if field not in row:
                     raise ConfigError(path, f"line {number}: {field}", "missing field")
+            problem = check(row) if check else None
+            if problem:
+                raise ConfigError(path, f"line {number}: {problem[0]}", problem[1])
             rows.append(row)
     return rows
 
@@ -78,11 +85,13 @@ def read_items(path: str) -> dict[str, dict[str, dict]]:
 
     The response text is dropped on reading: the report needs verdicts, and a seed-size experiment holds tens of
     thousands of long responses."""
+    def known_verdict(row: dict) -> tuple[str, str] | None:
+        if row["verdict"] in VERDICTS:
+            return None
+        return "verdict", f"{row['verdict']!r} is not one of {', '.join(VERDICTS)}"
+
     items: dict[str, dict[str, dict]] = {}
-    for number, row in enumerate(read_jsonl(path, ITEM_FIELDS), start=1):
-        if row["verdict"] not in VERDICTS:
-            raise ConfigError(path, f"line {number}: verdict",
-                              f"{row['verdict']!r} is not one of {', '.join(VERDICTS)}")
+    for row in read_jsonl(path, ITEM_FIELDS, known_verdict):
         items.setdefault(row["benchmark"], {})[str(row["problem_id"])] = {
             "verdict": row["verdict"], "base_status": row.get("base_status"), "plus_status": row.get("plus_status"),
             "finish_reason": row.get("finish_reason")}
@@ -124,6 +133,8 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
         grid = (_read_json(os.path.join(exp_dir, "sweep.json")) or {}).get("grid") or {}
         order = {"teachers": list(grid.get("teachers") or []), "domains": list(grid.get("domains") or ["math", "code"])}
     traces = [_read_json(p) for p in sorted(glob.glob(os.path.join(exp_dir, "traces", "*", "*", "done.json")))]
+    problems = {os.path.basename(os.path.dirname(p)): _read_json(p)
+                for p in sorted(glob.glob(os.path.join(exp_dir, "problems", "*", "done.json")))}
     benchmarks: list[str] = []
     for row in rows:
         for key in row:
@@ -132,4 +143,5 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
     for scores in base.values():
         benchmarks.extend(name for name in scores if name not in benchmarks)
     return {"rows": rows, "base": base, "traces": traces, "benchmarks": benchmarks, "items": items,
-            "base_items": base_items, "eval_scores": eval_scores, "order": order}
+            "base_items": base_items, "eval_scores": eval_scores, "order": order,
+            "problems": problems}

@@ -206,6 +206,15 @@ def _traces(data: dict) -> list[str]:
     return lines
 
 
+def _problems(data: dict) -> list[str]:
+    body = []
+    for domain, summary in sorted(data.get("problems", {}).items()):
+        dropped = summary.get("dropped") or {}
+        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items()) if count) or "none"
+        body.append([domain, str(summary.get("rows_read", "—")), str(summary.get("kept", "—")), reasons])
+    return ["## Training problems", "", *table(["Domain", "Rows read", "Kept", "Dropped"], body)] if body else []
+
+
 def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
     all_trials = trials(data)
     summaries = summary_rows(data)
@@ -238,6 +247,7 @@ def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
             lines += _takeaways(data, student, mine_s, log)
             lines += _teacher_steps(data, student, mine_t, log)
         lines += _responses_table(data, student, mine_t, base)
+    lines += _problems(data)
     lines += _traces(data)
     lines += ["All numbers: `results.csv`, `results.json` (with every paired comparison) in this folder.", ""]
     return lines
