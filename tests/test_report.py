@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 
@@ -333,3 +334,73 @@ def test_trace_generation_failure_and_problem_tables(tmp_path):
                             "MBPP+ format failures", "MBPP+ cap hits"]
     assert responses[1] == ["base", "0", "5.0%", "0.0%", "10.0%", "0.0%"]
     assert responses[2] == ["sonnet math", "100", "5.0%", "5.0%", "10.0%", "0.0%"]  # 1 of 20 math responses cut
+
+
+# The seed's Qwen3-30B-A3B-Base numbers (experiment 16/02), steps 100..500: (MATH-500 %, MBPP+ %) per checkpoint.
+SEED_QWEN = {
+    ("sonnet", "math"): [(85, 65), (82, 62), (88, 57), (85, 63), (86, 62)],
+    ("sonnet", "code"): [(82, 69), (79, 74), (77, 74), (84, 71), (79, 73)],
+    ("r1", "math"): [(58, 10), (72, 31), (65, 41), (65, 48), (67, 44)],
+    ("r1", "code"): [(66, 15), (73, 43), (75, 48), (74, 56), (75, 49)],
+}
+
+
+def test_the_seed_summary_regenerated_from_verdicts_on_the_real_benchmark_items(tmp_path, shared_benchmarks):
+    """The real MATH-500 / MBPP+ items, loaded by the sweep's own loader, scored per item so that every checkpoint
+    has the seed's accuracy; the report must print the seed's Qwen summary (to the item) from those verdicts."""
+    import random
+
+    from distill_ray.config import BenchmarkConfig
+    from distill_ray.evaluate import load_benchmark
+
+    math_ids = [p["id"] for p in load_benchmark(BenchmarkConfig(name="math500", path=str(
+        shared_benchmarks / "math500.jsonl")))]
+    code_ids = [p["id"] for p in load_benchmark(BenchmarkConfig(name="mbppplus", path=str(
+        shared_benchmarks / "MbppPlus-v0.2.0.jsonl.gz")))]
+    assert (len(math_ids), len(code_ids)) == (500, 378)
+    exp = tmp_path / "seed"
+
+    def k(pct, n):
+        return round(pct * n / 100)
+
+    def write(folder, km, kc):
+        rng = random.Random(folder.rsplit("seed", 1)[1])
+        ok_m, ok_c = set(rng.sample(math_ids, km)), set(rng.sample(code_ids, kc))
+        _write(f"{folder}/responses.jsonl", _items("math500", math_ids, ok_m)
+               + _items("mbppplus", code_ids, ok_c, ok_c), jsonl=True)
+        row = {}
+        for b, kk, n in (("math500", km, 500), ("mbppplus", kc, 378)):
+            low, high = wilson_interval(kk, n)
+            row.update({f"{b}/accuracy": kk / n, f"{b}/ci95_low": low, f"{b}/ci95_high": high, f"{b}/n": n,
+                        f"{b}/format_failure_rate": 0.0})
+        return row
+
+    for (teacher, domain), steps in SEED_QWEN.items():
+        trial = f"{teacher}__qwen__{domain}"
+        rows = [{"trial": trial, "teacher": teacher, "student": "qwen", "domain": domain, "step": 100 * (i + 1),
+                 "samples": 5000 * (i + 1), "train_loss": 0.5,
+                 **write(f"{exp}/trials/{trial}/eval/step-{100 * (i + 1):06d}", k(m, 500), k(c, 378))}
+                for i, (m, c) in enumerate(steps)]
+        _write(f"{exp}/trials/{trial}/results.jsonl", rows, jsonl=True)
+    write(f"{exp}/base/qwen", 403, 286)  # 80.6% and 75.7%
+    _write(f"{exp}/base/qwen/scores.json", [_score("math500", math_ids, set(math_ids[:403])),
+                                            _score("mbppplus", code_ids, set(code_ids[:286]), set(code_ids[:286]))])
+    _write(f"{exp}/sweep.json", {"grid": {"teachers": ["sonnet", "r1"], "domains": ["math", "code"]}})
+    text = open(write_report(str(exp))).read().replace("**", "")
+    summary = [[re.sub(r" \[\d+–\d+\]", "", c) for c in row] for row in _table(text, "### Summary")]
+    # the seed's table: Sonnet math 88% (s300) | 57% | 65% (s100) | 85%; Sonnet code 84% (s400) | 71% | 74% (s200/s300)
+    # | 77-79%; R1 math 72% (s200) | 31% | 48% (s400) | 65%; R1 code 75% (s300) | 48% | 56% (s400) | 74%;
+    # Base 80.6% | 75.7% | 75.7% | 80.6%. Here to the item (57% of 378 is 215 items: 56.9%), ties listed in full.
+    assert [r[:5] for r in summary[1:]] == [
+        ["sonnet math", "88.0% (s300)", "56.9%", "65.1% (s100)", "85.0%"],
+        ["sonnet code", "84.0% (s400)", "70.9%", "74.1% (s200/s300)", "79.0% / 77.0%"],
+        ["r1 math", "72.0% (s200)", "31.0%", "47.9% (s400)", "65.0%"],
+        ["r1 code", "75.0% (s300/s500)", "47.9% / 48.9%", "56.1% (s400)", "74.0%"],
+        ["Base", "80.6%", "75.7%", "75.7%", "80.6%"],
+    ]
+    assert all(r[5].endswith("250 items)") and r[6].endswith("189 items)") for r in summary[1:])
+    # the takeaway: Sonnet traces improve math by +7.4pp over base and +16pp over R1 traces
+    deltas = {r[0]: r for r in _table(text, "### Deltas (the seed's takeaways, paired)")[1:]}
+    assert deltas["sonnet math best MATH (s300) − base"][4].startswith("+7.4pp [")
+    assert deltas["sonnet math best (s300) − r1 math best (s200)"][4].startswith("+16.0pp [")
+    assert deltas["sonnet math best (s300) − r1 math best (s200)"][6] == "500"
