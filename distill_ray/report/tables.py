@@ -50,6 +50,15 @@ def samples(n: int) -> str:
     return f"{n / 1000:g}K" if n >= 1000 and n % 100 == 0 else f"{n:,}"
 
 
+def leader(values: list[float]) -> float | None:
+    """The value to bold in a column: its maximum, unless every value is the same (then nothing stands out)."""
+    return max(values) if len({round(v, 12) for v in values}) > 1 else None
+
+
+def is_top(value: float | None, top: float | None) -> bool:
+    return value is not None and top is not None and abs(value - top) < 1e-12
+
+
 def table(header: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(r) + " |" for r in body), ""]
@@ -95,16 +104,14 @@ def trial_table(data: dict, trial: dict, base_scores: dict) -> list[str]:
     base_only = [b for b in benches if benchmark_info(b).base_only]
     header = ["Step", "Samples", *[benchmark_info(b).display for b in benches],
               *[f"{benchmark_info(b).base_only} (base only)" for b in base_only], "train loss", "cap hits"]
-    tops = {b: max((r[f"{b}/accuracy"] for r in trial["rows"] if f"{b}/accuracy" in r), default=None)
-            for b in benches}
+    tops = {b: leader([r[f"{b}/accuracy"] for r in trial["rows"] if f"{b}/accuracy" in r]) for b in benches}
     body = []
     for r in trial["rows"]:
         where = {"trial": trial["trial"], "step": r["step"]}
         scores = data["eval_scores"].get((trial["trial"], int(r["step"])))
         cap = cap_share(data, benches, scores, **where)
         body.append([str(r["step"]), samples(int(r["samples"])),
-                     *[row_cell(r, b, bold=tops[b] is not None and len(trial["rows"]) > 1
-                                and abs(r.get(f"{b}/accuracy", -1) - tops[b]) < 1e-12) for b in benches],
+                     *[row_cell(r, b, bold=is_top(r.get(f"{b}/accuracy"), tops[b])) for b in benches],
                      *[base_only_cell(data, b, scores, **where) for b in base_only],
                      f"{r['train_loss']:.3f}", pct(cap) if cap is not None else "—"])
     where = {"student": trial["student"]}
@@ -141,18 +148,14 @@ def summary_table(data: dict, summaries: list[dict], base_scores: dict, student:
     header = ["Training Data", f"Best {im.display}", f"{ic.display} at best {im.short}", f"Best {ic.display}",
               f"{im.short} at best {ic.short}", f"{im.display} picked on validation half",
               f"{ic.display} picked on validation half"]
-    # bold marks the column's best training data, so only where there is a choice
-    top = {d: max((s["best"][d][0][f"{b}/accuracy"] for s in summaries if s["best"][d]), default=None)
-           if len(summaries) > 1 else None for d, b in cols.items()}
+    top = {d: leader([s["best"][d][0][f"{b}/accuracy"] for s in summaries if s["best"][d]]) for d, b in cols.items()}
     body = []
     for s in summaries:
         bm, bc = s["best"]["math"], s["best"]["code"]
         body.append([s["label"],
-                     _best_cell(bm, m, bool(bm) and top["math"] is not None
-                                and abs(bm[0][f"{m}/accuracy"] - top["math"]) < 1e-12),
+                     _best_cell(bm, m, bool(bm) and is_top(bm[0][f"{m}/accuracy"], top["math"])),
                      _at_best_cell(bm, c),
-                     _best_cell(bc, c, bool(bc) and top["code"] is not None
-                                and abs(bc[0][f"{c}/accuracy"] - top["code"]) < 1e-12),
+                     _best_cell(bc, c, bool(bc) and is_top(bc[0][f"{c}/accuracy"], top["code"])),
                      _at_best_cell(bc, m), _honest_cell(s["honest"]["math"]), _honest_cell(s["honest"]["code"])])
     honest_base = {d: on_test_half(data, verdicts(data, b, student=student), b) if b else None for d, b in cols.items()}
     body.append(["Base", score_cell(base_scores.get(m)), score_cell(base_scores.get(c)),
@@ -172,7 +175,7 @@ def data_source_table(data: dict, summaries: list[dict], base_scores: dict, doma
     mine = [s for s in summaries if s["domain"] == domain]
     header = ["Data Source", f"Best {benchmark_info(b_in).display}",
               f"{benchmark_info(b_out or other).display} at best"]
-    top = max((s["best"][domain][0][f"{b_in}/accuracy"] for s in mine if s["best"][domain]), default=None)
+    top = leader([s["best"][domain][0][f"{b_in}/accuracy"] for s in mine if s["best"][domain]])
     body = []
     for s in mine:
         rows = s["best"][domain]
@@ -180,9 +183,9 @@ def data_source_table(data: dict, summaries: list[dict], base_scores: dict, doma
         if not rows:
             body.append([label, "—", "—"])
             continue
-        bold = abs(rows[0][f"{b_in}/accuracy"] - top) < 1e-12 and len(mine) > 1
-        body.append([label, f"{row_cell(rows[0], b_in, bold)} (step {'/'.join(str(r['step']) for r in rows)})",
-                     _at_best_cell(rows, b_out)])
+        cell = row_cell(rows[0], b_in, is_top(rows[0][f"{b_in}/accuracy"], top))
+        steps = "/".join(str(r["step"]) for r in rows)
+        body.append([label, f"{cell} (step {steps})", _at_best_cell(rows, b_out)])
     body.append(["Base (no FT)", score_cell(base_scores.get(b_in)), score_cell(base_scores.get(b_out))])
     return table(header, body)
 
