@@ -183,6 +183,16 @@ def _cell(text, heading, first_cell, column):
     return row[table[0].index(column)]
 
 
+def test_cross_domain_table_per_teacher(tmp_path):
+    text = open(write_report(str(_experiment(tmp_path)))).read()
+    assert _table(text, "### r1 traces, both domains") == [
+        ["Step", "Math→MATH", "Math→MBPP", "Code→MATH", "Code→MBPP"],
+        ["100", w(10, 20), w(3, 10), w(11, 20), w(5, 10)],
+        ["200", w(14, 20), w(4, 10), w(13, 20), w(6, 10)],
+        ["300", w(12, 20), w(2, 10), w(9, 20), w(7, 10)],
+    ]
+
+
 def test_paired_deltas_equal_hand_computed_values(tmp_path):
     exp = _experiment(tmp_path)
     text = open(write_report(str(exp))).read()

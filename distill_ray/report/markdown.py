@@ -25,6 +25,7 @@ from distill_ray.report.data import benchmark_info, load_experiment
 from distill_ray.report.plots import plot_curves
 from distill_ray.report.tables import (
     cap_share,
+    cross_domain_table,
     data_source_table,
     ordered,
     pct,
@@ -244,6 +245,10 @@ def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
             for domain in sorted({s["domain"] for s in mine_s}):
                 lines += [f"### {domain} traces: teacher vs teacher (best checkpoint of each)", "",
                           *data_source_table(data, mine_s, base, domain)]
+            for teacher in dict.fromkeys(t["teacher"] for t in mine_t):
+                cross = cross_domain_table(data, mine_t, teacher)
+                if cross:
+                    lines += [f"### {teacher} traces, both domains", "", *cross]
             lines += _takeaways(data, student, mine_s, log)
             lines += _teacher_steps(data, student, mine_t, log)
         lines += _responses_table(data, student, mine_t, base)

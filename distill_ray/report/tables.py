@@ -5,9 +5,10 @@
 
 Layout and column names follow the seed study (experiment 16/02): `Step | Samples | MATH-500 | MBPP+` with a `Base`
 row; `Training Data | Best MATH-500 | MBPP+ at best MATH | Best MBPP+ | MATH at best MBPP` with a `Base` row;
-`Data Source | Best MATH-500 | MBPP+ at best`. The math column is the sweep's math-domain benchmark and the code column
-its code benchmark, whatever their names (the embedded default's mini-math / mini-code fill the same columns). Every
-accuracy carries its 95% Wilson interval in brackets; the best score of a column is bold, as in the seed.
+`Data Source | Best MATH-500 | MBPP+ at best`; per teacher `Step | Math→MATH | Math→MBPP | Code→MATH | Code→MBPP`.
+The math column is the sweep's math-domain benchmark and the code column its code benchmark, whatever their names (the
+embedded default's mini-math / mini-code fill the same columns). Every accuracy carries its 95% Wilson interval in
+brackets; the best score of a column is bold, as in the seed.
 
 Not guaranteed: the seed-style "best" columns are optimistic (picked and reported on the same items); the columns
 "picked on validation half" are the honest counterpart (see `analysis`).
@@ -190,4 +191,20 @@ def data_source_table(data: dict, summaries: list[dict], base_scores: dict, doma
     return table(header, body)
 
 
-__all__ = ["acc_cell", "data_source_table", "ordered", "pct", "summary_table", "table", "trial_table"]
+def cross_domain_table(data: dict, student_trials: list[dict], teacher: str) -> list[str]:
+    """The seed's "Complete R1 baselines": Step | Math→MATH | Math→MBPP | Code→MATH | Code→MBPP for one teacher."""
+    cols = columns(data["benchmarks"])
+    benches = [b for b in (cols["math"], cols["code"]) if b]
+    mine = {t["domain"]: t for t in student_trials if t["teacher"] == teacher and not t["extras"]}
+    domains = [d for d in ("math", "code") if d in mine]
+    if len(domains) < 2 or not benches:
+        return []
+    header = ["Step", *[f"{d.capitalize()}→{benchmark_info(b).short}" for d in domains for b in benches]]
+    by_step = {d: {r["step"]: r for r in mine[d]["rows"]} for d in domains}
+    steps = sorted(set().union(*(by_step[d] for d in domains)))
+    body = [[str(step), *[row_cell(by_step[d].get(step), b) for d in domains for b in benches]] for step in steps]
+    return table(header, body)
+
+
+__all__ = ["acc_cell", "cross_domain_table", "data_source_table", "ordered", "pct", "summary_table", "table",
+           "trial_table"]
