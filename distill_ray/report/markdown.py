@@ -115,7 +115,7 @@ def _takeaways(data: dict, student: str, summaries: list[dict], log: Comparisons
     for s in summaries:
         groups.setdefault((s["domain"], s["extras"]), []).append(s)
     for (domain, _), group in groups.items():
-        b_in, b_out = cols[domain], cols["code" if domain == "math" else "math"]
+        b_in, b_out = cols.get(domain), cols["code" if domain == "math" else "math"]
         for x, y in itertools.combinations(group, 2):
             bx, by = x["best"].get(domain), y["best"].get(domain)
             if not (bx and by):
@@ -242,9 +242,10 @@ def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
                   if base.get(b) else "—" for b in ordered(data["benchmarks"])]])]
         if mine_s:
             lines += ["### Summary", "", *summary_table(data, mine_s, base, student)]
-            for domain in sorted({s["domain"] for s in mine_s}):
-                lines += [f"### {domain} traces: teacher vs teacher (best checkpoint of each)", "",
-                          *data_source_table(data, mine_s, base, domain)]
+            for domain in dict.fromkeys(s["domain"] for s in mine_s):
+                source = data_source_table(data, mine_s, base, domain)
+                if source:
+                    lines += [f"### {domain} traces: teacher vs teacher (best checkpoint of each)", "", *source]
             for teacher in dict.fromkeys(t["teacher"] for t in mine_t):
                 cross = cross_domain_table(data, mine_t, teacher)
                 if cross:
