@@ -1,6 +1,13 @@
 import pytest
 
-from distill_ray.stats import difference_interval, wilson_interval
+from distill_ray.stats import (
+    difference_interval,
+    mcnemar_exact,
+    paired_counts,
+    paired_difference_interval,
+    paired_table,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +40,60 @@ def test_difference_interval_excludes_zero_for_a_real_gap():
     d, low, high = difference_interval(440, 500, 360, 500)  # 88% vs 72% on MATH-500
     assert d == pytest.approx(0.16)
     assert 0 < low < d < high
+
+
+# Exact McNemar, two-sided: p = min(1, 2 * sum_{k<=min(b,c)} C(b+c, k) / 2^(b+c)), worked out by hand.
+@pytest.mark.parametrize(
+    ("b", "c", "p", "by_hand"),
+    [
+        (0, 0, 1.0, "no discordant pairs: no evidence either way"),
+        (1, 0, 1.0, "2 * C(1,0)/2 = 1"),
+        (3, 0, 0.25, "2 * C(3,0)/8 = 2/8"),
+        (5, 5, 1.0, "2 * 638/1024 > 1, capped"),
+        (10, 2, 0.03857421875, "2 * (1 + 12 + 66)/4096 = 158/4096"),
+        (2, 10, 0.03857421875, "symmetric in b and c"),
+        (6, 16, 0.052478790283203125, "2 * 110056/2^22 (Cavo et al. 2012 table, Fagerland et al. ch. 8)"),
+    ],
+)
+def test_mcnemar_exact_matches_hand_computed_binomial_tails(b, c, p, by_hand):
+    assert mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12), by_hand
+
+
+def test_mcnemar_exact_rejects_negative_counts():
+    with pytest.raises(ValueError, match="b=-1"):
+        mcnemar_exact(-1, 3)
+
+
+@pytest.mark.parametrize(
+    ("table", "d", "low", "high", "source"),
+    [
+        # Fagerland, Lydersen & Laake (2017) ch. 8, Cavo et al. 2012: Newcombe square-and-add -0.0621 [-0.1186, -0.0046]
+        ((59, 6, 16, 80), -0.0621, -0.1186, -0.0046, "published reference values"),
+        # b=10, c=2 on 100 items. By hand: cross = 70*18 - 10*2 = 1240 > n/2, phi = (1240 - 50)/sqrt(80*20*72*28)
+        # = 0.6626; Wilson(80,100) = [.71117, .86663], Wilson(72,100) = [.62512, .79860];
+        # low = .08 - sqrt(.08883^2 - 2*.6626*.08883*.07860 + .07860^2) = .08 - .06940 = .01060,
+        # high = .08 + sqrt(.06663^2 - 2*.6626*.06663*.09488 + .09488^2) = .08 + .07116 = .15116
+        ((70, 10, 2, 18), 0.08, 0.01060, 0.15116, "hand-computed from the Wilson limits and phi"),
+        # no discordant pairs: phi = (2500 - 50)/2500 = 0.98, half-width = .09620 * sqrt(2 * (1 - .98)) = .01924
+        ((50, 0, 0, 50), 0.0, -0.01924, 0.01924, "hand-computed"),
+    ],
+)
+def test_paired_difference_interval_matches_reference_values(table, d, low, high, source):
+    got_d, got_low, got_high = paired_difference_interval(*table)
+    assert (got_d, got_low, got_high) == (pytest.approx(d, abs=5e-5), pytest.approx(low, abs=5e-5),
+                                          pytest.approx(high, abs=5e-5)), source
+
+
+def test_paired_interval_is_narrower_than_the_independent_one_when_outcomes_agree():
+    # the same 80 vs 72 accuracies: paired items that mostly agree give a tighter interval than independent samples
+    _, low_p, high_p = paired_difference_interval(70, 10, 2, 18)
+    _, low_i, high_i = difference_interval(80, 100, 72, 100)
+    assert high_p - low_p < high_i - low_i
+    assert low_p > 0 > low_i  # a real gap paired, noise unpaired
+
+
+def test_paired_counts_drop_items_scored_by_one_side_only():
+    a = {"p1": True, "p2": True, "p3": False, "only-a": True}
+    b = {"p1": True, "p2": False, "p3": True, "only-b": False}
+    assert paired_table(a, b) == (1, 1, 1, 0)
+    assert paired_counts(a, b) == (1, 1, 3)

@@ -1,0 +1,53 @@
+"""Learning-curve PNGs, one per student: accuracy per step with its 95% Wilson band, the base model dashed.
+
+    from distill_ray.report.plots import plot_curves
+    plot_curves(load_experiment("runs/local"), "runs/local")   # writes runs/local/curves-<student>.png
+
+Not guaranteed: readable legends beyond a handful of trials per student.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from distill_ray.report.analysis import trials
+from distill_ray.report.data import benchmark_info
+from distill_ray.report.tables import ordered
+
+
+def plot_curves(data: dict[str, Any], exp_dir: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benches = ordered(data["benchmarks"])
+    paths = []
+    for student in sorted({r["student"] for r in data["rows"]} | set(data["base"])):
+        fig, axes = plt.subplots(1, max(1, len(benches)), figsize=(5 * max(1, len(benches)), 3.6), squeeze=False)
+        for ax, bench in zip(axes[0], benches, strict=False):
+            for t in trials(data):
+                if t["student"] != student:
+                    continue
+                points = [(r["step"], r[f"{bench}/accuracy"], r[f"{bench}/ci95_low"], r[f"{bench}/ci95_high"])
+                          for r in t["rows"] if f"{bench}/accuracy" in r]
+                if not points:
+                    continue
+                steps, acc, low, high = zip(*points, strict=True)
+                ax.plot(steps, [100 * a for a in acc], marker="o", label=t["label"])
+                ax.fill_between(steps, [100 * v for v in low], [100 * v for v in high], alpha=0.12)
+            base = data["base"].get(student, {}).get(bench)
+            if base:
+                ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1, label="base")
+            ax.set_title(f"{student} — {benchmark_info(bench).display}")
+            ax.set_xlabel("step")
+            ax.set_ylabel("accuracy (%)")
+            ax.set_ylim(-2, 102)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = os.path.join(exp_dir, f"curves-{student}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
