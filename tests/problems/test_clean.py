@@ -84,9 +84,14 @@ def test_copies_of_benchmark_items_are_dropped_and_listed_by_item(tmp_path):
     assert summary["rows_read"] == 8 and summary["kept"] == 3
     assert summary["dropped"]["contaminated"] == 5 and summary["dropped"]["duplicate"] == 0
     by_item = summary["contamination"]["by_item"]
-    assert by_item["math500"] == {"test/algebra/77.json": ["copy", "respaced", "embedded"]}
-    assert by_item["mbppplus"] == {"Mbpp/2": ["mbpp-copy", "mbpp-recased"]}
+    rows = {bench: {item: [m["row"] for m in hits] for item, hits in items.items()} for bench, items in by_item.items()}
+    assert rows["math500"] == {"test/algebra/77.json": ["copy", "respaced", "embedded"]}
+    assert rows["mbppplus"] == {"Mbpp/2": ["mbpp-copy", "mbpp-recased"]}
+    assert all(m["rule"] in ("ngram", "edit", "similarity") and 0 < m["score"] <= 1
+               for items in by_item.values() for hits in items.values() for m in hits)
     assert summary["contamination"]["items_hit"] == {"math500": 1, "mbppplus": 1}
+    assert summary["contamination"]["rows_dropped"] == {"math500": 3, "mbppplus": 2}
+    assert summary["contamination"]["settings"]["ngram"] == 8
     written = json.loads(report.read_text())
     assert written["contamination"]["by_item"] == by_item
     assert {d["id"]: d["reason"] for d in written["drops"]}["respaced"] == "contaminated"
@@ -261,12 +266,14 @@ def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(share
     assert contaminated == {p["id"] for p in leaks}
     assert {p["id"] for p in kept} <= {p["id"] for p in train}
     by_item = summary["contamination"]["by_item"]
-    assert all(by_item["math500"][p["id"]] == [f"leak-{i}"] for i, p in enumerate(math500[:40]))
-    assert all(f"mbpp-leak-{i}" in by_item["mbppplus"][p["id"]] for i, p in enumerate(mbpp[:40]))
+    assert all([m["row"] for m in by_item["math500"][p["id"]]] == [f"leak-{i}"] for i, p in enumerate(math500[:40]))
+    assert all(f"mbpp-leak-{i}" in {m["row"] for m in by_item["mbppplus"][p["id"]]} for i, p in enumerate(mbpp[:40]))
     # A copied sentence can hit a second item: MBPP states two tasks in the same words ("Write a function to sort a
     # list of elements."), and formulaic openings share 13-grams ("Write a python function to check whether the given
-    # number can be represented as ..." in Mbpp/138 and another task). Measured here: 42 items for 40 copies.
-    assert summary["contamination"]["items_hit"]["math500"] == 40
+    # number can be represented as ..." in Mbpp/138 and another task). Measured here: 42 to 44 items for 40 copies.
+    # MATH-500 has template siblings too: precalculus/779 and /1291 are the same rotation problem with other numbers
+    # and directions, so the copy of one also hits the other (similarity 0.61). Measured: 41 items for 40 copies.
+    assert summary["contamination"]["items_hit"]["math500"] == 41
     assert 40 <= summary["contamination"]["items_hit"]["mbppplus"] <= 44
     assert summary["contamination"]["items_hit"]["mini-math"] == 0
     assert summary["contamination"]["items_hit"]["mini-code"] == 0
