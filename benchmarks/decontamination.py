@@ -207,13 +207,38 @@ _CODE_TASKS = [
 ]
 
 
-def fresh_problems(count: int, seed: int = 0) -> list[Problem]:
-    """`count` problems of both domains that share openings with the benchmarks and templates with each other."""
+def _openings(benchmarks: dict[str, list[Problem]] | None, domain: str) -> list[str]:
+    """The first five words of every benchmark item of a domain: the phrasing fresh problems are made to share."""
+    found = []
+    for items in (benchmarks or {}).values():
+        for item in items:
+            words = _text_parts(item)[0].split()
+            # Words only: an opening holding a formula would copy the item, not its phrasing.
+            if item["domain"] == domain and len(words) > 6 and all(w.isalpha() for w in words[:5]):
+                found.append(" ".join(words[:5]))
+    return sorted(set(found))
+
+
+def fresh_problems(count: int, seed: int = 0, benchmarks: dict[str, list[Problem]] | None = None) -> list[Problem]:
+    """`count` problems of both domains that share openings with the benchmarks and templates with each other.
+
+    With `benchmarks`, every fourth problem starts with the first five words of a real benchmark item ("Write a
+    python function to check", "How many vertical asymptotes does") and goes on with a story of its own.
+    """
     rng = random.Random(seed)
+    borrowed = {d: _openings(benchmarks, d) for d in ("math", "code")}
     rows: list[Problem] = []
     for i in range(count):
         a, b = rng.randint(3, 90), rng.randint(2, 40)
-        if i % 2 == 0:
+        if i % 4 == 0 and borrowed["math"] and borrowed["code"]:
+            if i % 8 == 0:
+                text = f"{rng.choice(borrowed['math'])} {rng.choice(_MATH_STORIES).format(a=a, b=b)}?"
+                rows.append(_row(f"fresh-math-{i}", "math", text))
+            else:
+                task, name = rng.choice(_CODE_TASKS)
+                text = f"{rng.choice(borrowed['code'])} {task.format(a=a)}."
+                rows.append(_row(f"fresh-code-{i}", "code", text))
+        elif i % 2 == 0:
             text = rng.choice(_MATH_OPENINGS).format(q=rng.choice(_MATH_STORIES).format(a=a, b=b)) + "?"
             rows.append(_row(f"fresh-math-{i}", "math", text))
         else:
@@ -265,7 +290,7 @@ def score_table(
 
 def generated_pool(size: int, benchmarks: dict[str, list[Problem]], seed: int = 1) -> list[Problem]:
     """`size` rows: fresh problems, with one planted changed-numbers copy per 1,000 rows."""
-    pool = fresh_problems(size, seed)
+    pool = fresh_problems(size, seed, benchmarks)
     rng = random.Random(seed)
     items = [item for items in benchmarks.values() for item in items]
     for k in range(0, size, 1000):
@@ -290,13 +315,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     settings = DecontaminationSettings()
     table = labelled_table(benchmarks)
-    fresh = fresh_problems(args.fresh, seed=7)
+    fresh = fresh_problems(args.fresh, seed=7, benchmarks=benchmarks)
     index = ContaminationIndex(benchmarks, settings)
     new = score_table(table, fresh, lambda row: bool(index.matches(row)))
     old = score_table(table, fresh, _old_rule(benchmarks))
     for name, result in (("rules", new), ("previous 13-gram rule", old)):
         print(f"{name}: " + ", ".join(f"{k} {v['caught']}/{v['rows']}" for k, v in result["recall"].items())
               + f"; false drops {result['false_drops']}/{result['fresh']}")
+
+    # Distinct real problems that share phrasing: each benchmark item's own text against the other items. Some are
+    # true template siblings (MATH-500's two rotation problems), most are different tasks in MBPP's stock phrasing.
+    cross: dict[str, int] = {}
+    for items in benchmarks.values():
+        for item in items:
+            for hit in index.matches(_row("self", item["domain"], _text_parts(item)[0])):
+                if hit.item != item["id"]:
+                    cross[hit.rule] = cross.get(hit.rule, 0) + 1
+    print(f"benchmark items hitting another item: {cross}")
 
     pool = generated_pool(args.pool, benchmarks)
     load_before = os.getloadavg()
@@ -318,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fresh": new["fresh"],
         "previous_rule_recall": {k: v["recall"] for k, v in old["recall"].items()},
         "previous_rule_false_drops": old["false_drops"],
+        "benchmark_cross_hits": cross,
         "pool_rows": len(pool),
         "pool_dropped": dropped,
         "pool_planted": planted,

@@ -116,8 +116,8 @@ class DecontaminationSettings:
     """The rules' parameters (the sweep file's `decontamination:` section; see config.DecontaminationConfig)."""
 
     ngram: int = 8  # word n-gram length of the ngram rule
-    ngram_coverage: float = 0.5  # share of a segment's n-grams a row must contain
-    similarity: float = 0.55  # character n-gram Jaccard threshold
+    ngram_coverage: float = 0.6  # share of a segment's n-grams a row must contain
+    similarity: float = 0.65  # character n-gram Jaccard threshold
     char_ngram: int = 5
     edit_min_tokens: int = 3  # the edit rule applies to segments of this many tokens ...
     edit_max_tokens: int = 16  # ... up to this many
