@@ -148,6 +148,7 @@ class _Segment:
     benchmark: str
     item: str
     name: str
+    family: str  # the item's template family, or ""
     tokens: list[str]
     n_grams: int  # distinct n-grams of the segment (0: short segment, matched whole)
     n_shingles: int
@@ -187,10 +188,10 @@ class ContaminationIndex:
         n, c = self.settings.ngram, self.settings.char_ngram
         for bench, items in benchmarks.items():
             for item in items:
-                if item.get("source") in self.template_families:
+                family = item.get("source", "") if item.get("source") in self.template_families else ""
+                if family:
                     text = " ".join(normalise_tokens(item["prompt"], self.ignore_phrases, mask=False))
-                    self.exact.setdefault((item["source"], text), []).append((bench, item["id"]))
-                    continue
+                    self.exact.setdefault((family, text), []).append((bench, item["id"]))
                 for name, text in item_segments(item, self.ignore_phrases):
                     words = normalise_tokens(text, self.ignore_phrases)
                     if not words:
@@ -210,17 +211,24 @@ class ContaminationIndex:
                         if j == len(postings):
                             postings.append([])
                         postings[j].append(sid)
-                    self.segments.append(_Segment(bench, item["id"], name, words, len(grams), len(shingles)))
+                    self.segments.append(_Segment(bench, item["id"], name, family, words, len(grams), len(shingles)))
         self.vocab = vocab
         self._postings = [np.asarray(p, dtype=np.int32) for p in postings]
         self._segment_shingles = np.asarray([s.n_shingles for s in self.segments], dtype=np.float64)
 
     def matches(self, problem: Problem) -> list[Hit]:
         """Every item segment the row hits, with the first rule that fired (ngram, edit, similarity) and its score."""
-        if problem.get("source") in self.template_families and self.exact:
+        family = problem.get("source", "")
+        exact: list[Hit] = []
+        if family in self.template_families:
             text = " ".join(normalise_tokens(problem["prompt"], self.ignore_phrases, mask=False))
-            found = self.exact.get((problem["source"], text), [])
-            return [Hit(bench, item, "problem", "exact", 1.0) for bench, item in found]
+            exact = [Hit(bench, item, "problem", "exact", 1.0) for bench, item in self.exact.get((family, text), [])]
+        else:
+            family = ""
+        hits = self._masked(problem, skip_family=family)
+        return sorted(exact + hits, key=lambda h: (h.benchmark, h.item, h.segment))
+
+    def _masked(self, problem: Problem, skip_family: str) -> list[Hit]:
         words = normalise_tokens(problem["prompt"], self.ignore_phrases)
         if not words or not self.segments:
             return []
@@ -259,7 +267,8 @@ class ContaminationIndex:
             jaccard = shared / (self._segment_shingles + len(shingles) - shared)
             for sid in np.flatnonzero(jaccard >= settings.similarity):
                 hits.setdefault(int(sid), self._hit(int(sid), "similarity", float(jaccard[sid])))
-        return sorted(hits.values(), key=lambda h: (h.benchmark, h.item, h.segment))
+        # Members of the row's own template family share the template by construction: exact matching only.
+        return [h for sid, h in hits.items() if not skip_family or self.segments[sid].family != skip_family]
 
     def _hit(self, sid: int, rule: str, score: float) -> Hit:
         segment = self.segments[sid]

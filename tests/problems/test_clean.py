@@ -7,6 +7,7 @@ import time
 
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
+from distill_ray.problems.decontaminate import DecontaminationSettings
 from distill_ray.problems.sources import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
@@ -102,10 +103,12 @@ def test_shared_boilerplate_is_not_contamination():
     bench = {"math500": [math("b1", "A circle has area 9 pi. Then what is the value of x?", split="math500")]}
     pool = [math("t1", "The line meets the parabola twice. Then what is the value of x?")]
     assert len(tokens(pool[0]["prompt"], ())) - len(tokens(pool[0]["prompt"])) == 6
-    kept, summary = clean_problems(pool, bench, check_answers=False)
+    # Half of the item's 8-grams are shared once the instruction counts; a coverage threshold of 0.5 shows it.
+    half = DecontaminationSettings(ngram_coverage=0.5)
+    kept, summary = clean_problems(pool, bench, check_answers=False, decontamination=half)
     assert [p["id"] for p in kept] == ["t1"] and summary["dropped"]["contaminated"] == 0
-    # Without removing the instruction the same pair would share a 13-gram.
-    kept, summary = clean_problems(pool, bench, check_answers=False, ignore_phrases=())
+    # Without removing the instruction the same pair matches.
+    kept, summary = clean_problems(pool, bench, check_answers=False, ignore_phrases=(), decontamination=half)
     assert summary["dropped"]["contaminated"] == 1
 
 
@@ -268,13 +271,10 @@ def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(share
     by_item = summary["contamination"]["by_item"]
     assert all([m["row"] for m in by_item["math500"][p["id"]]] == [f"leak-{i}"] for i, p in enumerate(math500[:40]))
     assert all(f"mbpp-leak-{i}" in {m["row"] for m in by_item["mbppplus"][p["id"]]} for i, p in enumerate(mbpp[:40]))
-    # A copied sentence can hit a second item: MBPP states two tasks in the same words ("Write a function to sort a
-    # list of elements."), and formulaic openings share 13-grams ("Write a python function to check whether the given
-    # number can be represented as ..." in Mbpp/138 and another task). Measured here: 42 to 44 items for 40 copies.
-    # MATH-500 has template siblings too: precalculus/779 and /1291 are the same rotation problem with other numbers
-    # and directions, so the copy of one also hits the other (similarity 0.61). Measured: 41 items for 40 copies.
-    assert summary["contamination"]["items_hit"]["math500"] == 41
-    assert 40 <= summary["contamination"]["items_hit"]["mbppplus"] <= 44
+    # A copied sentence can hit a second item: MBPP states tasks in stock phrasing, and a one-slot sibling is one token
+    # away ("Write a function to find the nth octagonal number." / "... nth hexagonal number.", the edit rule) or
+    # shares most of its 8-grams ("Write a function to sort a list of elements." twice). Measured: 48 items.
+    assert summary["contamination"]["items_hit"]["mbppplus"] == 48
     assert summary["contamination"]["items_hit"]["mini-math"] == 0
     assert summary["contamination"]["items_hit"]["mini-code"] == 0
     assert elapsed < 30
