@@ -36,7 +36,7 @@ from pathlib import Path
 
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings
-from distill_ray.problems.sources import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
+from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
 
 KINDS = ("verbatim", "one_word", "reordered", "changed_numbers", "renamed_variables")

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distill_ray.problems.decontaminate import DecontaminationSettings
-from distill_ray.problems.sources import ProblemSourceConfig
+from distill_ray.problems.schema import ProblemSourceConfig
 
 BUILTIN_STUDENTS = ("builtin:tiny-llama", "builtin:tiny-qwen3-moe")
 BUILTIN_BENCHMARKS = {"mini-math": "math", "mini-code": "code"}

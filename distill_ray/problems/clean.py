@@ -54,7 +54,9 @@ from distill_ray.problems.decontaminate import (
     DecontaminationSettings,
     Hit,
 )
-from distill_ray.problems.sources import ProblemSourceConfig, read_source, select_verifiable
+from distill_ray.problems.schema import ProblemSourceConfig
+from distill_ray.problems.sources import read_source
+from distill_ray.problems.verifiable import select_verifiable
 from distill_ray.records import Problem
 
 DROP_REASONS = (

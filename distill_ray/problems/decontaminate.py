@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from distill_ray.problems.sources import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
+from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
 
 DEFAULT_IGNORE_PHRASES = (DEFAULT_MATH_INSTRUCTION, DEFAULT_CODE_INSTRUCTION)
-# Sentences sources.code_requirement writes; removed like the instructions so that two problems never match through
+# Sentences rows.code_requirement writes; removed like the instructions so that two problems never match through
 # them.
 REQUIREMENT_RE = re.compile(
     r"Your code must define (?:the function `[^`]*`|a function named `[^`]*`|.*?), which the tests (?:call|use)\."

@@ -8,7 +8,7 @@ import time
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
 from distill_ray.problems.decontaminate import DecontaminationSettings
-from distill_ray.problems.sources import (
+from distill_ray.problems.schema import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
     SEED_CODE_SOURCE,

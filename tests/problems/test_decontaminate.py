@@ -13,7 +13,7 @@ from distill_ray.problems.audit import contamination_section
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import clean_problems, prepare_problems
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
-from distill_ray.problems.sources import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceConfig
+from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceConfig
 from distill_ray.records import Problem
 
 
@@ -178,3 +178,14 @@ def test_labelled_table_meets_the_targets(shared_benchmarks, benchmark_script):
     # The table can fail: the previous rule (one shared 13-word run) misses most one-word edits on it.
     old = bench.score_table(table, fresh, bench._old_rule(benchmarks))
     assert old["recall"]["one_word"]["recall"] < 0.9
+
+
+def test_the_package_names_its_entry_point_and_the_old_names_still_import():
+    import distill_ray.problems as problems
+    from distill_ray.problems import clean, sources
+    from distill_ray.verify import test_spec
+
+    assert problems.prepare_problems is clean.prepare_problems
+    assert sources.build_test_spec is test_spec.build_test_spec
+    with pytest.raises(AttributeError):
+        _ = problems.nothing_here
