@@ -9,7 +9,9 @@ What it measures
   drops of the fresh problems, for today's rules (problems/decontaminate.py, the sweep's default settings) and, side
   by side on the same table, the previous rule (one shared 13-word run, unmasked). Then times decontaminating a
   generated pool of `--pool` rows (default 100,000: fresh problems of both domains with planted copies) against
-  MATH-500 + MBPP+, with peak memory (ru_maxrss) and the machine's load average.
+  MATH-500 + MBPP+, with peak memory (ru_maxrss) and the machine's load average, and, on the pool's first
+  `--compare` rows, the indexed rules side by side with the similarity rule written plainly (Python sets against
+  every benchmark segment).
 
 How to run it
   python benchmarks/decontamination.py [--benchmarks ../shared/benchmarks] [--pool 100000] [--fresh 2000]
@@ -35,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
-from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings
+from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
 
@@ -254,8 +256,6 @@ def fresh_problems(count: int, seed: int = 0, benchmarks: dict[str, list[Problem
 
 def _old_rule(benchmarks: dict[str, list[Problem]]) -> Callable[[Problem], bool]:
     """The previous rule: one shared 13-word run of the unmasked words (items shorter than that must appear whole)."""
-    from distill_ray.problems.decontaminate import normalise_tokens
-
     n = 13
     grams: set[tuple[str, ...]] = set()
     short: set[tuple[str, ...]] = set()
@@ -274,6 +274,11 @@ def _old_rule(benchmarks: dict[str, list[Problem]]) -> Callable[[Problem], bool]
         return any(tuple(words[i : i + k]) in short for k in lengths for i in range(len(words) - k + 1))
 
     return hit
+
+
+def _shingle_set(words: Sequence[str], n: int) -> set[str]:
+    text = " ".join(words)
+    return {text[i : i + n] for i in range(max(1, len(text) - n + 1))}
 
 
 def score_table(
@@ -307,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benchmarks", default=str(default))
     parser.add_argument("--pool", type=int, default=100_000)
     parser.add_argument("--fresh", type=int, default=2000)
+    parser.add_argument("--compare", type=int, default=500, help="rows timed against the unindexed similarity")
     args = parser.parse_args(argv)
     folder = Path(args.benchmarks)
     benchmarks = {
@@ -343,6 +349,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     planted = sum(1 for row in pool if row["id"].startswith("planted-"))
+    # Side by side on the same first rows: the similarity rule as a careful user would write it without an index
+    # (the row's character shingles against every segment's, as Python sets), and the index's whole rule set.
+    sample = pool[: args.compare]
+    segment_sets = [_shingle_set(seg.tokens, settings.char_ngram) for seg in index.segments]
+    started = time.perf_counter()
+    naive_hits = 0
+    for row in sample:
+        mine = _shingle_set(normalise_tokens(row["prompt"]), settings.char_ngram)
+        naive_hits += any(len(mine & other) / len(mine | other) >= settings.similarity for other in segment_sets)
+    naive_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    indexed_hits = sum(1 for row in sample if index.matches(row))
+    indexed_seconds = time.perf_counter() - started
+    print(f"first {len(sample)} rows: all rules with the index {indexed_seconds:.2f} s ({indexed_hits} hits); "
+          f"similarity alone, sets against every segment {naive_seconds:.2f} s ({naive_hits} hits)")
     print(f"pool of {len(pool)} rows: {dropped} dropped ({planted} planted), {seconds:.1f} s "
           f"(index {built:.2f} s), peak RSS {peak_mib:.0f} MiB, load {load_before[0]:.2f} -> {load_after[0]:.2f}")
     result = {
@@ -359,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pool_planted": planted,
         "pool_seconds": round(seconds, 2),
         "peak_rss_mib": round(peak_mib),
+        "compare_rows": len(sample),
+        "compare_indexed_seconds": round(indexed_seconds, 2),
+        "compare_naive_similarity_seconds": round(naive_seconds, 2),
         "load_avg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
         "cpus": os.cpu_count(),
     }
