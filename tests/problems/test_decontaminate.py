@@ -11,10 +11,12 @@ from distill_ray.config import ConfigError, DecontaminationConfig, load_sweep, s
 from distill_ray.problems import builtin
 from distill_ray.problems.audit import contamination_section
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
-from distill_ray.problems.clean import clean_problems, prepare_problems
+from distill_ray.problems.clean import clean_problems
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
-from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceConfig
+from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
+from distill_ray.sweep import prepare_benchmarks
+from distill_ray.sweep import prepare_problems as prepare_problems_of_sweep
 
 
 def row(pid: str, text: str, domain: str = "math", source: str = "pool.jsonl", split: str = "train") -> Problem:
@@ -119,14 +121,21 @@ def test_template_family_members_match_only_exactly():
     assert ContaminationIndex(bench).matches(outsider)
 
 
-@pytest.mark.parametrize(("n", "domains"), [(400, ("math", "code")), (300, ("math",))])
-def test_builtin_sweeps_keep_their_problem_counts(n, domains):
-    bench = {"mini-math": builtin.make_problems("math", "mini-math", 60, 0),
-             "mini-code": builtin.make_problems("code", "mini-code", 60, 0)}
-    for domain in domains:
-        source = ProblemSourceConfig(kind="builtin", n=n, seed=0)
-        _kept, summary = prepare_problems(source, domain, bench)
-        assert summary["dropped"]["contaminated"] == 0
+@pytest.mark.parametrize(
+    ("sweep_file", "counts"), [("sweeps/local.yaml", {"math": 400, "code": 303}), ("sweeps/smoke.yaml", {"math": 300})]
+)
+def test_the_builtin_sweeps_keep_their_problem_counts(tmp_path, sweep_file, counts):
+    # The sweep's own path: its benchmarks (mini-math, mini-code subsets) and problem preparation. The 97 code
+    # problems short of 400 are near-duplicates of each other (the family has few distinct code tasks), as before.
+    sweep = load_sweep(sweep_file)
+    benchmarks = prepare_benchmarks(sweep, str(tmp_path))
+    for domain, count in counts.items():
+        assert len(prepare_problems_of_sweep(sweep, str(tmp_path), domain, benchmarks)) == count
+        audit = json.loads((tmp_path / "problems" / domain / "contamination.json").read_text())
+        assert audit["dropped"]["contaminated"] == 0
+        assert audit["contamination"]["settings"] == sweep.decontamination.settings().as_dict()
+    lines = contamination_section(str(tmp_path))
+    assert "| math | mini-math | " + str(len(benchmarks["mini-math"])) + " | 0 | 0 |" in lines
 
 
 def test_the_audit_file_names_rule_score_and_rows_per_benchmark_and_renders(tmp_path):
