@@ -195,6 +195,12 @@ class DecontaminationConfig(Strict):
     edit_min_tokens: int = Field(_DECONTAMINATION.edit_min_tokens, ge=1)
     edit_max_tokens: int = Field(_DECONTAMINATION.edit_max_tokens, ge=1)
 
+    @model_validator(mode="after")
+    def _edit_range(self) -> DecontaminationConfig:
+        if self.edit_max_tokens < self.edit_min_tokens:
+            raise ValueError("edit_max_tokens must be at least edit_min_tokens")
+        return self
+
     def settings(self) -> DecontaminationSettings:
         return DecontaminationSettings(**self.model_dump())
 

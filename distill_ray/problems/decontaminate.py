@@ -15,7 +15,7 @@ What it does
                 in one token: a one-word edit of a short item, too short for n-grams and characters to notice
     similarity  the Jaccard similarity of the character `char_ngram`-gram sets of the two normalised texts is at
                 least `similarity`; computed exactly against every benchmark item (an inverted index of shingles
-                and one bincount per row), so a short problem with one word changed still matches
+                and one bincount per row), so that reordered clauses and scattered edits still match
   Benchmark items from a declared template family (the built-in problems, whose training and benchmark splits are
   one template split by parameters) are matched against rows of the same family only exactly, numbers kept: their
   members share the template by construction, and only the same parameters would be the same problem.
@@ -62,7 +62,7 @@ _LATEX_SPELLINGS = [
     (re.compile(r"\\(?:left|right|bigl|bigr|big|displaystyle|quad|qquad)(?![a-z])"), " "),
     (re.compile(r"\\[,;:! ]|~"), " "),
 ]
-_TOKEN_RE = re.compile(r"\\[a-z]+|[^\W\d_]+|\d+(?:[.,]\d+)*|[.?!](?=\s|$)|[+\-*/=<>^!|]")
+_TOKEN_RE = re.compile(r"\\[a-z]+|[^\W\d_]+|\d+(?:[.,]\d+)*|[.?!](?=\s|$)|[+\-*/=<>^|]")
 _NUMBER = "#"
 _LETTER = "v"
 _END = "."  # a sentence end: lets a short item match only whole sentences of a row
@@ -81,7 +81,7 @@ def normalise_tokens(
         text = pattern.sub(replacement, text)
     out: list[str] = []
     for token in _TOKEN_RE.findall(text):
-        if token in "?!" or token == ".":
+        if token in (".", "?", "!"):
             token = _END
             if not out or out[-1] == _END:
                 continue
@@ -125,6 +125,8 @@ class DecontaminationSettings:
     def __post_init__(self) -> None:
         if min(self.ngram, self.char_ngram, self.edit_min_tokens) < 1:
             raise ValueError("ngram, char_ngram and edit_min_tokens must be at least 1")
+        if self.edit_max_tokens < self.edit_min_tokens:
+            raise ValueError("edit_max_tokens must be at least edit_min_tokens")
         if not (0.0 < self.ngram_coverage <= 1.0 and 0.0 < self.similarity <= 1.0):
             raise ValueError("ngram_coverage and similarity must be in (0, 1]")
 

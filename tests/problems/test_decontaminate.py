@@ -164,7 +164,8 @@ def test_the_sweep_section_is_strict_and_reaches_the_settings(tmp_path):
     assert DecontaminationConfig().settings() == DecontaminationSettings()
     data = load_sweep("sweeps/smoke.yaml").model_dump()
     for bad, key in (({"ngram": 0}, "decontamination.ngram"), ({"n": 8}, "decontamination.n"),
-                     ({"similarity": 1.5}, "decontamination.similarity")):
+                     ({"similarity": 1.5}, "decontamination.similarity"),
+                     ({"edit_min_tokens": 5, "edit_max_tokens": 4}, "decontamination")):
         with pytest.raises(ConfigError) as err:
             sweep_from_dict({**data, "decontamination": bad}, "x.yaml")
         assert err.value.key == key
