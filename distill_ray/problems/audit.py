@@ -64,9 +64,9 @@ def contamination_section(exp_dir: str, max_items: int = 20) -> list[str]:
         entries = [(bench, item, hits) for bench, items in by_item.items() for item, hits in items.items()]
         if not entries:
             continue
-        lines += [f"Items hit by the {domain} pool (pool row: rule, score):", ""]
+        lines += [f"Items hit by the {domain} pool (pool row: rule, score (item segment)):", ""]
         for bench, item, hits in entries[:max_items]:
-            matched = "; ".join(f"{h['row']}: {h['rule']} {h['score']:.2f}" for h in hits[:5])
+            matched = "; ".join(f"{h['row']}: {h['rule']} {h['score']:.2f} ({h['segment']})" for h in hits[:5])
             more = f"; and {len(hits) - 5} more" if len(hits) > 5 else ""
             lines.append(f"- {bench} {item}: {matched}{more}")
         if len(entries) > max_items:
