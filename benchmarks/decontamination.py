@@ -341,11 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pool = generated_pool(args.pool, benchmarks)
     load_before = os.getloadavg()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     index = ContaminationIndex(benchmarks, settings)
     built = time.perf_counter() - started
     dropped = sum(1 for row in pool if index.matches(row))
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     load_after = os.getloadavg()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     planted = sum(1 for row in pool if row["id"].startswith("planted-"))
@@ -365,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"first {len(sample)} rows: all rules with the index {indexed_seconds:.2f} s ({indexed_hits} hits); "
           f"similarity alone, sets against every segment {naive_seconds:.2f} s ({naive_hits} hits)")
     print(f"pool of {len(pool)} rows: {dropped} dropped ({planted} planted), {seconds:.1f} s "
-          f"(index {built:.2f} s), peak RSS {peak_mib:.0f} MiB, load {load_before[0]:.2f} -> {load_after[0]:.2f}")
+          f"(index {built:.2f} s; {cpu_seconds:.1f} s of CPU), peak RSS {peak_mib:.0f} MiB, "
+          f"load {load_before[0]:.2f} -> {load_after[0]:.2f}")
     result = {
         "settings": settings.as_dict(),
         "recall": {k: v["recall"] for k, v in new["recall"].items()},
@@ -379,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pool_dropped": dropped,
         "pool_planted": planted,
         "pool_seconds": round(seconds, 2),
+        "pool_cpu_seconds": round(cpu_seconds, 2),
         "peak_rss_mib": round(peak_mib),
         "compare_rows": len(sample),
         "compare_indexed_seconds": round(indexed_seconds, 2),
