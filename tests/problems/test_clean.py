@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
@@ -261,9 +260,7 @@ def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(share
         code(f"mbpp-leak-{i}", p["prompt"].split("\n")[0], {}) for i, p in enumerate(mbpp[:40])
     ]  # the task sentence alone, as a training set would state it
     train = builtin.make_problems("math", "train", 400, 1) + builtin.make_problems("code", "train", 150, 1)
-    started = time.perf_counter()
     kept, summary = clean_problems(leaks + train, benchmarks, check_answers=False)
-    elapsed = time.perf_counter() - started
     assert summary["dropped"]["contaminated"] == 80  # every leak, none of the built-in training problems
     contaminated = {d["id"] for d in summary["drops"] if d["reason"] == "contaminated"}
     assert contaminated == {p["id"] for p in leaks}
@@ -276,5 +273,4 @@ def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(share
     # shares most of its 8-grams ("Write a function to sort a list of elements." twice). Measured: 48 items.
     assert summary["contamination"]["items_hit"]["mbppplus"] == 48
     assert summary["contamination"]["items_hit"]["mini-math"] == 0
-    assert summary["contamination"]["items_hit"]["mini-code"] == 0
-    assert elapsed < 30
+    assert summary["contamination"]["items_hit"]["mini-code"] == 0  # speed: benchmarks/decontamination.py
