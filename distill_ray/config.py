@@ -19,7 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from distill_ray.problems.sources import ProblemSourceConfig
+from distill_ray.problems.decontaminate import DecontaminationSettings
+from distill_ray.problems.schema import ProblemSourceConfig
 
 BUILTIN_STUDENTS = ("builtin:tiny-llama", "builtin:tiny-qwen3-moe")
 BUILTIN_BENCHMARKS = {"mini-math": "math", "mini-code": "code"}
@@ -181,6 +182,29 @@ class TeacherServerConfig(Strict):
     port: int = Field(0, ge=0, le=65535)  # 0: any free port
 
 
+_DECONTAMINATION = DecontaminationSettings()  # the rules' defaults live with the rules (problems/decontaminate.py)
+
+
+class DecontaminationConfig(Strict):
+    """How training problems are matched against benchmark items (README, "Problem sources")."""
+
+    ngram: int = Field(_DECONTAMINATION.ngram, ge=1, le=64)  # word n-gram length
+    ngram_coverage: float = Field(_DECONTAMINATION.ngram_coverage, gt=0.0, le=1.0)
+    similarity: float = Field(_DECONTAMINATION.similarity, gt=0.0, le=1.0)  # character n-gram Jaccard threshold
+    char_ngram: int = Field(_DECONTAMINATION.char_ngram, ge=1, le=32)
+    edit_min_tokens: int = Field(_DECONTAMINATION.edit_min_tokens, ge=1)
+    edit_max_tokens: int = Field(_DECONTAMINATION.edit_max_tokens, ge=1)
+
+    @model_validator(mode="after")
+    def _edit_range(self) -> DecontaminationConfig:
+        if self.edit_max_tokens < self.edit_min_tokens:
+            raise ValueError("edit_max_tokens must be at least edit_min_tokens")
+        return self
+
+    def settings(self) -> DecontaminationSettings:
+        return DecontaminationSettings(**self.model_dump())
+
+
 class SweepConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     storage: str  # local path, NFS path or s3:// URI; the experiment lives in storage/name
@@ -197,6 +221,7 @@ class SweepConfig(Strict):
     # resource that only on-demand nodes advertise keeps drivers off spot workers (see cluster.yaml).
     trial_resources: dict[str, float] = {"CPU": 1.0}
     allow_network_risk: bool = False  # run untrusted code even where the sandbox cannot cut the network
+    decontamination: DecontaminationConfig = DecontaminationConfig()
 
     @model_validator(mode="after")
     def _grid_names_exist(self) -> SweepConfig:

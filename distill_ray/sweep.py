@@ -125,6 +125,7 @@ def prepare_problems(sweep: SweepConfig, exp_dir: str, domain: str,
     config = sweep.domains[domain]
     kept, summary = read_and_clean(config.source, config.verifier, benchmarks,
                                    cache_dir=os.path.join(exp_dir, "cache", "problems"),
+                                   decontamination=sweep.decontamination.settings(),
                                    report_path=os.path.join(folder, "contamination.json"))
     _write_jsonl(os.path.join(folder, "problems.jsonl"), kept)
     _write_json(os.path.join(folder, "done.json"), summary)

@@ -34,13 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from distill_ray.paths import cache_root
-from distill_ray.problems.sources import (
-    DEFAULT_CODE_INSTRUCTION,
-    DEFAULT_MATH_INSTRUCTION,
-    ProblemSourceError,
-    build_test_spec,
-)
+from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceError
 from distill_ray.records import Problem
+from distill_ray.verify.test_spec import build_test_spec
 
 
 @dataclass(frozen=True)

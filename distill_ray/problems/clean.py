@@ -2,9 +2,9 @@
 
 What it does
   `clean_problems` walks a pool in its given (seeded) order and gives every row one outcome, checked in this order:
-    contaminated       the problem shares a word n-gram (13 by default) with a benchmark item; a benchmark item
-                       shorter than n words counts when it appears whole, and so does a training problem shorter
-                       than n words that appears whole inside an item
+    contaminated       the problem is a copy or near copy of a benchmark item (decontaminate.py: numbers masked,
+                       word 8-gram coverage, one-token edits of short items, character 5-gram Jaccard); every hit
+                       is listed per benchmark item with its rule and score
     duplicate          same normalised text (NFKC, lower case, words only) as an earlier row
     near_duplicate     MinHash estimate of the Jaccard similarity of word 5-gram shingles >= the threshold against
                        an earlier row (LSH bands find the candidates)
@@ -26,10 +26,10 @@ How to run it
   kept, summary = prepare_problems(SEED_MATH_SOURCE, "math", {"math500": bench}, cache_dir=..., report_path=...)
 
 What it does not guarantee
-  N-gram overlap catches copies, including re-spaced and re-cased ones, not paraphrases or translated problems; a
-  rephrased benchmark item with new numbers passes. Near-duplicate detection is probabilistic (MinHash with 64
-  permutations: similarities within a few points of the threshold may go either way, deterministically for a
-  given input). Results are repeatable for the same input and order.
+  Decontamination catches copies, one-word edits, reordered clauses and changed numbers (see decontaminate.py and
+  benchmarks/decontamination.py for measured recall), not paraphrases or translated problems. Near-duplicate
+  detection is probabilistic (MinHash with 64 permutations: similarities within a few points of the threshold may go
+  either way, deterministically for a given input). Results are repeatable for the same input and order.
 """
 
 from __future__ import annotations
@@ -47,13 +47,16 @@ from typing import Any
 
 import numpy as np
 
-from distill_ray.problems.sources import (
-    DEFAULT_CODE_INSTRUCTION,
-    DEFAULT_MATH_INSTRUCTION,
-    ProblemSourceConfig,
-    read_source,
-    select_verifiable,
+from distill_ray.problems.decontaminate import (
+    DEFAULT_IGNORE_PHRASES,
+    REQUIREMENT_RE,
+    ContaminationIndex,
+    DecontaminationSettings,
+    Hit,
 )
+from distill_ray.problems.schema import ProblemSourceConfig
+from distill_ray.problems.sources import read_source
+from distill_ray.problems.verifiable import select_verifiable
 from distill_ray.records import Problem
 
 DROP_REASONS = (
@@ -63,13 +66,6 @@ DROP_REASONS = (
     "unparseable_answer",
     "failing_reference",
     "reference_error",
-)
-DEFAULT_IGNORE_PHRASES = (DEFAULT_MATH_INSTRUCTION, DEFAULT_CODE_INSTRUCTION)
-# Sentences sources.code_requirement writes; removed like the instructions so that two problems never share n-grams
-# through them.
-_REQUIREMENT_RE = re.compile(
-    r"Your code must define (?:the function `[^`]*`|a function named `[^`]*`|.*?), which the tests (?:call|use)\."
-    r"|Your program must read its input from standard input and print the answer to standard output\.",
 )
 _WORD_RE = re.compile(r"[^\W_]+")
 
@@ -85,78 +81,11 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
 
 def tokens(text: str, ignore_phrases: Sequence[str] = DEFAULT_IGNORE_PHRASES) -> list[str]:
     """Comparison words of a prompt: boilerplate removed, NFKC, lower case, letters and digits only."""
-    text = _REQUIREMENT_RE.sub(" ", text)
+    text = REQUIREMENT_RE.sub(" ", text)
     for phrase in ignore_phrases:
         if phrase:
             text = text.replace(phrase, " ")
     return _WORD_RE.findall(unicodedata.normalize("NFKC", text).lower())
-
-
-def _benchmark_tokens(problem: Problem, ignore_phrases: Sequence[str]) -> list[str]:
-    # Benchmark prompts may show example tests (MBPP's "assert f(x) == y" line): they are not problem text, and
-    # keeping them would hide a short copied task statement inside n-grams that no training problem has.
-    lines = [line for line in problem["prompt"].splitlines() if not line.lstrip().startswith("assert ")]
-    return tokens("\n".join(lines), ignore_phrases)
-
-
-def _grams(words: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
-    return (tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-
-
-class ContaminationIndex:
-    """Word n-grams of every benchmark item, for looking up which items a training problem overlaps."""
-
-    def __init__(self, benchmarks: Mapping[str, Sequence[Problem]], ngram: int, ignore_phrases: Sequence[str]):
-        self.ngram = ngram
-        self.ignore_phrases = ignore_phrases
-        self.items: dict[tuple[str, str], list[str]] = {}
-        self.grams: dict[tuple[str, ...], set[tuple[str, str]]] = {}
-        self.short_items: dict[tuple[str, ...], set[tuple[str, str]]] = {}  # whole items shorter than ngram
-        self.short_lengths: set[int] = set()
-        for bench, items in benchmarks.items():
-            for item in items:
-                words = _benchmark_tokens(item, ignore_phrases)
-                if not words:
-                    continue
-                key = (bench, item["id"])
-                self.items[key] = words
-                if len(words) < ngram:
-                    self.short_items.setdefault(tuple(words), set()).add(key)
-                    self.short_lengths.add(len(words))
-                else:
-                    for gram in _grams(words, ngram):
-                        self.grams.setdefault(gram, set()).add(key)
-        self._sub_grams: dict[int, dict[tuple[str, ...], set[tuple[str, str]]]] = {}
-
-    def _grams_of_length(self, length: int) -> dict[tuple[str, ...], set[tuple[str, str]]]:
-        # Built on first use: only training problems shorter than ngram words need them.
-        if length not in self._sub_grams:
-            table: dict[tuple[str, ...], set[tuple[str, str]]] = {}
-            for key, words in self.items.items():
-                for gram in _grams(words, length):
-                    table.setdefault(gram, set()).add(key)
-            self._sub_grams[length] = table
-        return self._sub_grams[length]
-
-    def matches(self, words: Sequence[str]) -> set[tuple[str, str]]:
-        """(benchmark, item id) of every item the problem overlaps."""
-        found: set[tuple[str, str]] = set()
-        if not words:
-            return found
-        if len(words) >= self.ngram:
-            for gram in _grams(words, self.ngram):
-                hit = self.grams.get(gram)
-                if hit:
-                    found |= hit
-        else:
-            found |= self._grams_of_length(len(words)).get(tuple(words), set())
-        for length in self.short_lengths:
-            if length <= len(words):
-                for gram in _grams(words, length):
-                    hit = self.short_items.get(gram)
-                    if hit:
-                        found |= hit
-        return found
 
 
 class MinHashIndex:
@@ -226,7 +155,7 @@ def clean_problems(
     problems: list[Problem],
     benchmarks: Mapping[str, Sequence[Problem]],
     *,
-    ngram: int = 13,
+    decontamination: DecontaminationSettings | None = None,
     near_dup_threshold: float = 0.8,
     report_path: str | None = None,
     reference_checker: Callable[[str, str], Any] | None = None,
@@ -245,10 +174,9 @@ def clean_problems(
     reference solution; those problems are run through `reference_checker(response, tests_json)` (default: the
     sandbox's `distill_ray.verify.check_code`). Returns the kept problems, in input order, and the summary.
     """
-    if ngram < 1:
-        raise ValueError(f"ngram must be at least 1, got {ngram}")
     started = time.perf_counter()
-    contamination = ContaminationIndex(benchmarks, ngram, ignore_phrases)
+    settings = decontamination or DecontaminationSettings()
+    contamination = ContaminationIndex(benchmarks, settings, ignore_phrases)
     near = MinHashIndex(near_dup_threshold, num_perm=num_perm, shingle=shingle)
     seen_text: dict[str, str] = {}
     outcomes: list[str] = ["unused"] * len(problems)
@@ -264,12 +192,12 @@ def clean_problems(
         candidates: list[int] = []
         for i in range(start, min(len(problems), start + chunk)):
             problem = problems[i]
-            words = tokens(problem["prompt"], ignore_phrases)
-            hits = contamination.matches(words)
+            hits = contamination.matches(problem)
             if hits:
                 outcomes[i] = "contaminated"
-                details[i] = {"items": sorted(f"{b}:{item}" for b, item in hits)}
+                details[i] = {"items": sorted({f"{h.benchmark}:{h.item}" for h in hits}), "hits": _hit_list(hits)}
                 continue
+            words = tokens(problem["prompt"], ignore_phrases)
             digest = hashlib.sha256(" ".join(words).encode()).hexdigest()
             if digest in seen_text:
                 outcomes[i] = "duplicate"
@@ -304,8 +232,9 @@ def clean_problems(
             outcomes[i] = "unused"
             details[i] = {}
     summary = _summarise(problems, outcomes, details, benchmarks, n)
+    summary["contamination"]["settings"] = settings.as_dict()
     summary["settings"] = {
-        "ngram": ngram,
+        "decontamination": settings.as_dict(),
         "near_dup_threshold": near_dup_threshold,
         "num_perm": num_perm,
         "shingle": shingle,
@@ -317,6 +246,11 @@ def clean_problems(
     if report_path:
         write_report(summary, report_path)
     return kept, summary
+
+
+def _hit_list(hits: list[Hit]) -> list[dict[str, Any]]:
+    return [{"benchmark": h.benchmark, "item": h.item, "segment": h.segment, "rule": h.rule, "score": h.score}
+            for h in hits]
 
 
 def _empty_counts() -> dict[str, int]:
@@ -332,7 +266,8 @@ def _summarise(
 ) -> dict[str, Any]:
     by_source: dict[str, dict[str, Any]] = {}
     total = {"rows_read": len(problems), "kept": 0, "unused": 0, "dropped": _empty_counts()}
-    listing: dict[str, dict[str, list[str]]] = {name: {} for name in benchmarks}
+    listing: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in benchmarks}
+    rows_dropped = {name: 0 for name in benchmarks}
     drops: list[dict[str, Any]] = []
     for problem, outcome, detail in zip(problems, outcomes, details, strict=True):
         entry = by_source.setdefault(
@@ -347,9 +282,12 @@ def _summarise(
         total["dropped"][outcome] += 1
         drops.append({"id": problem["id"], "source": problem["source"], "reason": outcome, **detail})
         if outcome == "contaminated":
-            for ref in detail["items"]:
-                bench, _, item = ref.partition(":")
-                listing[bench].setdefault(item, []).append(problem["id"])
+            for bench in sorted({h["benchmark"] for h in detail["hits"]}):
+                rows_dropped[bench] += 1
+            for hit in detail["hits"]:
+                matched = listing[hit["benchmark"]].setdefault(hit["item"], [])
+                matched.append({"row": problem["id"], "segment": hit["segment"], "rule": hit["rule"],
+                                "score": hit["score"]})
     summary: dict[str, Any] = dict(total)
     if n is not None:
         summary["requested"] = n
@@ -358,6 +296,7 @@ def _summarise(
     summary["contamination"] = {
         "benchmarks": {name: len(items) for name, items in benchmarks.items()},
         "contaminated_rows": total["dropped"]["contaminated"],
+        "rows_dropped": rows_dropped,
         "items_hit": {name: len(hits) for name, hits in listing.items()},
         "by_item": listing,
     }
@@ -382,7 +321,7 @@ def prepare_problems(
     cache_dir: str | None = None,
     report_path: str | None = None,
     reference_checker: Callable[[str, str], Any] | None = None,
-    ngram: int = 13,
+    decontamination: DecontaminationSettings | None = None,
     near_dup_threshold: float = 0.8,
     workers: int = 2,
 ) -> tuple[list[Problem], dict[str, Any]]:
@@ -398,7 +337,7 @@ def prepare_problems(
     kept, summary = clean_problems(
         loaded.problems,
         benchmarks,
-        ngram=ngram,
+        decontamination=decontamination,
         near_dup_threshold=near_dup_threshold,
         reference_checker=reference_checker,
         references=references,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
-from distill_ray.problems.sources import (
+from distill_ray.problems.decontaminate import DecontaminationSettings
+from distill_ray.problems.schema import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
     SEED_CODE_SOURCE,
@@ -84,9 +84,14 @@ def test_copies_of_benchmark_items_are_dropped_and_listed_by_item(tmp_path):
     assert summary["rows_read"] == 8 and summary["kept"] == 3
     assert summary["dropped"]["contaminated"] == 5 and summary["dropped"]["duplicate"] == 0
     by_item = summary["contamination"]["by_item"]
-    assert by_item["math500"] == {"test/algebra/77.json": ["copy", "respaced", "embedded"]}
-    assert by_item["mbppplus"] == {"Mbpp/2": ["mbpp-copy", "mbpp-recased"]}
+    rows = {bench: {item: [m["row"] for m in hits] for item, hits in items.items()} for bench, items in by_item.items()}
+    assert rows["math500"] == {"test/algebra/77.json": ["copy", "respaced", "embedded"]}
+    assert rows["mbppplus"] == {"Mbpp/2": ["mbpp-copy", "mbpp-recased"]}
+    assert all(m["rule"] in ("ngram", "edit", "similarity") and 0 < m["score"] <= 1
+               for items in by_item.values() for hits in items.values() for m in hits)
     assert summary["contamination"]["items_hit"] == {"math500": 1, "mbppplus": 1}
+    assert summary["contamination"]["rows_dropped"] == {"math500": 3, "mbppplus": 2}
+    assert summary["contamination"]["settings"]["ngram"] == 8
     written = json.loads(report.read_text())
     assert written["contamination"]["by_item"] == by_item
     assert {d["id"]: d["reason"] for d in written["drops"]}["respaced"] == "contaminated"
@@ -97,10 +102,12 @@ def test_shared_boilerplate_is_not_contamination():
     bench = {"math500": [math("b1", "A circle has area 9 pi. Then what is the value of x?", split="math500")]}
     pool = [math("t1", "The line meets the parabola twice. Then what is the value of x?")]
     assert len(tokens(pool[0]["prompt"], ())) - len(tokens(pool[0]["prompt"])) == 6
-    kept, summary = clean_problems(pool, bench, check_answers=False)
+    # Half of the item's 8-grams are shared once the instruction counts; a coverage threshold of 0.5 shows it.
+    half = DecontaminationSettings(ngram_coverage=0.5)
+    kept, summary = clean_problems(pool, bench, check_answers=False, decontamination=half)
     assert [p["id"] for p in kept] == ["t1"] and summary["dropped"]["contaminated"] == 0
-    # Without removing the instruction the same pair would share a 13-gram.
-    kept, summary = clean_problems(pool, bench, check_answers=False, ignore_phrases=())
+    # Without removing the instruction the same pair matches.
+    kept, summary = clean_problems(pool, bench, check_answers=False, ignore_phrases=(), decontamination=half)
     assert summary["dropped"]["contaminated"] == 1
 
 
@@ -253,21 +260,17 @@ def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(share
         code(f"mbpp-leak-{i}", p["prompt"].split("\n")[0], {}) for i, p in enumerate(mbpp[:40])
     ]  # the task sentence alone, as a training set would state it
     train = builtin.make_problems("math", "train", 400, 1) + builtin.make_problems("code", "train", 150, 1)
-    started = time.perf_counter()
     kept, summary = clean_problems(leaks + train, benchmarks, check_answers=False)
-    elapsed = time.perf_counter() - started
     assert summary["dropped"]["contaminated"] == 80  # every leak, none of the built-in training problems
     contaminated = {d["id"] for d in summary["drops"] if d["reason"] == "contaminated"}
     assert contaminated == {p["id"] for p in leaks}
     assert {p["id"] for p in kept} <= {p["id"] for p in train}
     by_item = summary["contamination"]["by_item"]
-    assert all(by_item["math500"][p["id"]] == [f"leak-{i}"] for i, p in enumerate(math500[:40]))
-    assert all(f"mbpp-leak-{i}" in by_item["mbppplus"][p["id"]] for i, p in enumerate(mbpp[:40]))
-    # A copied sentence can hit a second item: MBPP states two tasks in the same words ("Write a function to sort a
-    # list of elements."), and formulaic openings share 13-grams ("Write a python function to check whether the given
-    # number can be represented as ..." in Mbpp/138 and another task). Measured here: 42 items for 40 copies.
-    assert summary["contamination"]["items_hit"]["math500"] == 40
-    assert 40 <= summary["contamination"]["items_hit"]["mbppplus"] <= 44
+    assert all([m["row"] for m in by_item["math500"][p["id"]]] == [f"leak-{i}"] for i, p in enumerate(math500[:40]))
+    assert all(f"mbpp-leak-{i}" in {m["row"] for m in by_item["mbppplus"][p["id"]]} for i, p in enumerate(mbpp[:40]))
+    # A copied sentence can hit a second item: MBPP states tasks in stock phrasing, and a one-slot sibling is one token
+    # away ("Write a function to find the nth octagonal number." / "... nth hexagonal number.", the edit rule) or
+    # shares most of its 8-grams ("Write a function to sort a list of elements." twice). Measured: 48 items.
+    assert summary["contamination"]["items_hit"]["mbppplus"] == 48
     assert summary["contamination"]["items_hit"]["mini-math"] == 0
-    assert summary["contamination"]["items_hit"]["mini-code"] == 0
-    assert elapsed < 30
+    assert summary["contamination"]["items_hit"]["mini-code"] == 0  # speed: benchmarks/decontamination.py

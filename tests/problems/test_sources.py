@@ -10,7 +10,7 @@ import random
 import pytest
 
 from distill_ray.problems.benchmarks import PinnedFile, fetch_pinned, load_math500, load_mbppplus, load_mbppplus_raw
-from distill_ray.problems.sources import (
+from distill_ray.problems.schema import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
     SEED_CODE_SOURCE,
@@ -18,11 +18,10 @@ from distill_ray.problems.sources import (
     FieldMapping,
     ProblemSourceConfig,
     ProblemSourceError,
-    build_test_spec,
-    load_problems,
     parse_source_config,
-    read_source,
 )
+from distill_ray.problems.sources import load_problems, read_source
+from distill_ray.verify.test_spec import build_test_spec
 
 
 def local_copy(seed_source: ProblemSourceConfig, kind: str, path, **changes) -> ProblemSourceConfig:
