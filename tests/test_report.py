@@ -414,3 +414,17 @@ def test_the_seed_summary_regenerated_from_verdicts_on_the_real_benchmark_items(
     assert deltas["sonnet math best MATH (s300) − base"][4].startswith("+7.4pp [")
     assert deltas["sonnet math best (s300) − r1 math best (s200)"][4].startswith("+16.0pp [")
     assert deltas["sonnet math best (s300) − r1 math best (s200)"][6] == "500"
+
+
+def test_the_decontamination_audit_is_a_section_of_the_report(tmp_path):
+    exp = _experiment(tmp_path)
+    audit = {"contamination": {
+        "settings": {"ngram": 8, "ngram_coverage": 0.6, "similarity": 0.65, "char_ngram": 5,
+                     "edit_min_tokens": 3, "edit_max_tokens": 16},
+        "benchmarks": {"math500": 500}, "items_hit": {"math500": 1}, "rows_dropped": {"math500": 2},
+        "by_item": {"math500": {"test/algebra/1.json": [{"row": "pool-7", "segment": "problem", "rule": "edit",
+                                                          "score": 0.94}]}}}}
+    _write(os.path.join(exp, "problems", "math", "contamination.json"), audit)
+    text = open(write_report(str(exp))).read()
+    assert _table(text, "## Decontamination")[1:] == [["math", "math500", "500", "1", "2"]]
+    assert text.index("## Training problems") < text.index("## Decontamination") < text.index("## Teacher traces")

@@ -20,6 +20,7 @@ import json
 import os
 from typing import Any
 
+from distill_ray.problems.audit import contamination_section
 from distill_ray.report.analysis import SPLIT_SEED, columns, compare, summary_rows, trials, verdicts
 from distill_ray.report.data import benchmark_info, load_experiment
 from distill_ray.report.plots import plot_curves
@@ -216,7 +217,8 @@ def _problems(data: dict) -> list[str]:
     return ["## Training problems", "", *table(["Domain", "Rows read", "Kept", "Dropped"], body)] if body else []
 
 
-def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
+def render(data: dict[str, Any], name: str, log: Comparisons, audit: list[str] | None = None) -> list[str]:
+    """The report's Markdown lines; `audit` is the decontamination section (`problems.audit`), placed after problems."""
     all_trials = trials(data)
     summaries = summary_rows(data)
     lines = [f"# Distillation report — `{name}`", "",
@@ -254,6 +256,7 @@ def render(data: dict[str, Any], name: str, log: Comparisons) -> list[str]:
             lines += _teacher_steps(data, student, mine_t, log)
         lines += _responses_table(data, student, mine_t, base)
     lines += _problems(data)
+    lines += audit or []
     lines += _traces(data)
     lines += ["All numbers: `results.csv`, `results.json` (with every paired comparison) in this folder.", ""]
     return lines
@@ -270,7 +273,7 @@ def write_report(exp_dir: str) -> str:
     """Write report.md (with curves, CSV and JSON beside it) for an experiment directory; returns the report path."""
     data = load_experiment(exp_dir)  # every input is read and checked before anything is written
     log = Comparisons()
-    lines = render(data, os.path.basename(os.path.abspath(exp_dir)), log)
+    lines = render(data, os.path.basename(os.path.abspath(exp_dir)), log, contamination_section(exp_dir))
     keys: list[str] = []
     for row in data["rows"]:
         keys.extend(k for k in row if k not in keys)
