@@ -245,3 +245,21 @@ def test_reasoning_and_provider_routing_reach_the_wire(openrouter, problems, tmp
     for body in seen:
         assert body["reasoning"] == {"max_tokens": 1500} and body["provider"] == routing
         assert "temperature" not in body and "top_p" not in body
+
+
+def test_the_seed_teachers_get_reasoning_traces(server_factory, problems, tmp_path, monkeypatch):
+    """sweeps/seed.yaml's own teacher settings, only the endpoint swapped for the simulator."""
+    from distill_ray.config import load_sweep
+
+    seed = load_sweep(os.path.join(os.path.dirname(__file__), "..", "..", "sweeps", "seed.yaml"), [])
+    sonnet, r1 = seed.teachers["sonnet"], seed.teachers["r1"]
+    server = server_factory(teachers={sonnet.model: {"style": "concise", "correct_rate": 0.8},
+                                      r1.model: {"style": "verbose", "correct_rate": 0.6}}, profile={},
+                            api_key="sk-or-seed")
+    monkeypatch.setenv(sonnet.api_key_env, "sk-or-seed")
+    for name, config in (("sonnet", sonnet), ("r1", r1)):
+        local = config.model_copy(update={"base_url": server.base_url, "concurrency": 8, "actors": 1,
+                                          "max_rps": None})
+        summary = run(problems, local, tmp_path, name=name, out=name)
+        assert summary["ok"] == 10 and summary["complete"] and summary["probe"]["reasoning_present"], summary
+        assert all(r["reasoning"] and r["content"] for r in rows(tmp_path, name))
