@@ -95,6 +95,7 @@ class SimTeacher:
     reasoning_format: str = ""  # one of REASONING_FORMATS; "" picks by style (concise: reasoning, verbose: think)
     price_in_per_mtok: float = 1.0  # simulated price, reported as usage.cost
     price_out_per_mtok: float = 4.0
+    pad_chars: int = 0  # > 0: reasoning padded to this many characters (long traces for memory benchmarks)
 
     def __post_init__(self) -> None:
         if not self.reasoning_format:
@@ -338,6 +339,9 @@ class TeacherServer:
                 answer = ("This is not one of the built-in problems, so I answer briefly.",
                           "I can only solve the built-in problem families.")
             reasoning, content = answer
+            if teacher.pad_chars > len(reasoning):
+                filler = " Checking the step once more." * (teacher.pad_chars // 29 + 1)
+                reasoning = (reasoning + filler)[: teacher.pad_chars]
             if not reasons:
                 reasoning = ""
             finish = "stop"
