@@ -221,12 +221,25 @@ def _stopped_rows(teacher: dict, items: list[dict], reason: str) -> list[dict]:
     return [build_row(teacher, it["problem"], s["index"], message) for it in items for s in it["samples"]]
 
 
+def _make_limiter(teacher: dict, ray_mode: bool) -> Any:
+    """The run's pacer: an in-process RateLimiter, or on Ray one named actor per (endpoint, model) for the cluster."""
+    if not (teacher.get("max_rps") or teacher.get("max_tokens_per_minute")):
+        return None
+    if not ray_mode:
+        return RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+    import ray
+
+    # detached so it outlives the trial that made it
+    limiter = ray.remote(num_cpus=0)(RateLimiter).options(
+        name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
+        lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+    ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
+    return limiter
+
+
 def _run_local(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
-               stop_event: threading.Event | None) -> tuple[list, dict]:
+               stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     async def main() -> tuple[list, dict]:
-        limiter = None
-        if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
-            limiter = RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
         ledger = RunLedger(teacher.get("max_cost_usd"), teacher.get("spent_before_usd") or 0.0)
         client = TeacherClient(teacher, int(teacher["concurrency"]), cache_dir, ns, limiter, ledger)
         pending = deque(items)
@@ -293,18 +306,11 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
-             stop_event: threading.Event | None) -> tuple[list, dict]:
+             stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     import ray
 
     n_actors = max(1, min(int(teacher["actors"]), len(items)))
     per_actor = max(1, math.ceil(int(teacher["concurrency"]) / n_actors))
-    limiter = None
-    if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
-        # one pacer per (endpoint, model) for the whole cluster; detached so it outlives the trial that made it
-        limiter = ray.remote(num_cpus=0)(RateLimiter).options(
-            name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
-            lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
-        ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
     ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"),
                                                       teacher.get("spent_before_usd") or 0.0)
     env_vars = {}
@@ -422,6 +428,15 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                 plan["estimate_fits_key_limit"] = plan["est_cost_usd"] <= float(info["limit_remaining"])
         return {**base_summary, "dry_run": True, "plan": plan, "wall_s": round(time.monotonic() - started, 3)}
     stream = progress_stream if progress_stream is not None else sys.stderr
+    ray_mode = bool(use_ray)
+    if use_ray is None:
+        try:
+            import ray
+
+            ray_mode = ray.is_initialized()
+        except ImportError:
+            ray_mode = False
+    limiter = _make_limiter(spec, ray_mode) if items else None  # the probe and the bulk share one pace
     key_start = None
     probe_rows: list[dict] = []
     snapshots: list[dict] = []
@@ -437,7 +452,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         if probe and len(items) > 1:
             # one real request first: an invalid request or a missing reasoning stops here, not after 40K rows
             silent = _Progress(teacher_name, 0, 0, 0.0, stream)
-            probe_rows, probe_snapshot = _run_local(spec, items[:1], cache_dir, ns, silent, stop_event)
+            probe_rows, probe_snapshot = _run_local(spec, items[:1], cache_dir, ns, silent, stop_event, limiter)
             snapshots.append(probe_snapshot)
             base_summary["probe"] = check_probe(spec, probe_rows)
             items = items[1:]
@@ -449,16 +464,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                          progress_interval_s, stream)
     new_rows: list[dict] = []
     if items:
-        ray_mode = use_ray
-        if ray_mode is None:
-            try:
-                import ray
-
-                ray_mode = ray.is_initialized()
-            except ImportError:
-                ray_mode = False
         runner = _run_ray if ray_mode else _run_local
-        new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event)
+        new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event, limiter)
         snapshots.append(snapshot)
     snapshot = _merge_snapshots(snapshots)
     progress.maybe(len(new_rows), snapshot, force=True)
