@@ -530,7 +530,7 @@ class TeacherClient:
             except _CreditsStop as exc:
                 self._delta_errors["credits"] += 1
                 self._stopped = self._stop_to_send = "credits"
-                raise _GaveUp("credits", f"credits: {exc}") from None
+                raise _GaveUp("credits", str(exc)) from None
             else:
                 self._window.on_success()
                 # counted as spent before the window frees a slot, so the budget check of the next request sees it

@@ -38,10 +38,12 @@ def record_generation(marker: str, summary: dict) -> None:
     """Write the stage's marker (atomically) when it is complete; GenerationIncomplete otherwise."""
     if not summary.get("complete"):
         reasons = {k: v for k, v in summary.get("failure_reasons", {}).items()}
+        hint = (f" (the budget is spent: raise teachers.{summary.get('teacher')}.max_cost_usd first)"
+                if "budget" in reasons else "")
         raise GenerationIncomplete(
             f"{os.path.dirname(marker)}: {summary.get('transient_failures')} of {summary.get('rows')} rows failed for "
-            f"transient reasons (failure reasons: {json.dumps(reasons)}); run again (`--resume` for a sweep): only "
-            "they are sent again, nothing stored is paid twice")
+            f"transient reasons (failure reasons: {json.dumps(reasons)}); run again (`--resume` for a sweep){hint}: "
+            "only they are sent again, nothing stored is paid twice")
     os.makedirs(os.path.dirname(marker) or ".", exist_ok=True)
     tmp = f"{marker}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
