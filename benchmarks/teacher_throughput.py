@@ -116,7 +116,7 @@ def main() -> None:
 
     from distill_ray.teacher import start_teacher_server
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": REPO}})
     results: dict = {"machine": f"{os.cpu_count()} CPUs", "quick": args.quick}
     only = set(args.only.split(","))
