@@ -186,6 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # the teacher stage's stops: a refused key or probe, no credits, rows to retry
+        from distill_ray.teacher.client import CreditsExhausted, FatalTeacherError
+        from distill_ray.teacher.stage import GenerationIncomplete, TooManyFailures
+
+        if not isinstance(exc, FatalTeacherError | GenerationIncomplete | TooManyFailures):
+            raise
+        print(f"distill-ray: error: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, CreditsExhausted) else 1
 
 
 if __name__ == "__main__":

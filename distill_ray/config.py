@@ -40,9 +40,32 @@ class Strict(BaseModel):
 
 
 class SamplingConfig(Strict):
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    # None leaves the field out of the request (Anthropic models reject temperature and top_p together, and with
+    # extended thinking accept no temperature change at all)
+    temperature: float | None = Field(0.7, ge=0.0, le=2.0)
+    top_p: float | None = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int = Field(8192, ge=1)
+
+
+class ReasoningConfig(Strict):
+    """OpenRouter's `reasoning` request object: one of `max_tokens` (Anthropic-style budget) or `effort`, or `enabled`
+    for the model's default; `exclude` keeps the reasoning out of the response (it is still generated and billed)."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    enabled: bool | None = None
+    exclude: bool = False
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReasoningConfig:
+        if self.max_tokens is not None and self.effort is not None:
+            raise ValueError("set one of reasoning.max_tokens and reasoning.effort, not both")
+        if self.max_tokens is None and self.effort is None and self.enabled is None:
+            raise ValueError("reasoning needs max_tokens, effort or enabled")
+        return self
+
+    def request_object(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None and not (k == "exclude" and not v)}
 
 
 class PriceConfig(Strict):
@@ -75,6 +98,29 @@ class TeacherConfig(Strict):
     retry_max_tokens_cap: int = Field(32768, ge=1)
     correct_rate: float | None = Field(None, ge=0.0, le=1.0)  # builtin only: how often the simulated teacher is right
     style: Literal["concise", "verbose"] | None = None  # builtin only
+    # OpenRouter's `reasoning` object (provider openrouter or builtin); other providers: their fields in extra_body
+    reasoning: ReasoningConfig | None = None
+    require_reasoning: bool = False  # a row without reasoning is a failed row (reason no_reasoning)
+    provider_routing: dict[str, Any] | None = None  # OpenRouter's `provider` object, e.g. {"require_parameters": true}
+    # a file holding the key (a mounted secret readable on every node), instead of an environment variable
+    api_key_file: str | None = None
+    # training refuses a (teacher, domain) whose share of permanently failed rows (truncation aside) is above this
+    max_failure_share: float = Field(0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _teacher_options(self) -> TeacherConfig:
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("set one of api_key_env and api_key_file, not both")
+        if self.provider == "openai-compatible" and self.reasoning is not None:
+            raise ValueError("'reasoning' is OpenRouter's request object; for this provider put its own fields in "
+                             "extra_body (e.g. {\"reasoning_effort\": \"high\"})")
+        if self.provider == "openai-compatible" and self.provider_routing is not None:
+            raise ValueError("'provider_routing' is OpenRouter's `provider` object; it applies to provider openrouter")
+        clash = {"reasoning", "provider"} & set(self.extra_body)
+        if clash and (self.reasoning is not None or self.provider_routing is not None):
+            raise ValueError(f"extra_body sets {', '.join(sorted(clash))} as well as reasoning/provider_routing; "
+                             "use one place")
+        return self
 
     @model_validator(mode="after")
     def _provider_fields(self) -> TeacherConfig:

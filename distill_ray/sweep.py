@@ -146,14 +146,15 @@ def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, doma
                    problems: list[Problem]) -> dict:
     """Raw traces of one (teacher, domain) under traces/<teacher>/<domain>/raw; resumable, never pays twice."""
     from distill_ray.teacher import generate_traces
+    from distill_ray.teacher.stage import generation_done, record_generation
 
     folder = os.path.join(exp_dir, "traces", teacher_name, domain)
     marker = os.path.join(folder, "generated.json")
-    if os.path.exists(marker):
+    if generation_done(marker):
         return _read_json(marker)
     summary = generate_traces(problems, teacher_name, teacher, os.path.join(folder, "raw"),
                               cache_dir=os.path.join(exp_dir, "cache", "teacher"))
-    _write_json(marker, summary)
+    record_generation(marker, summary)  # only a complete stage is marked done; else GenerationIncomplete
     return summary
 
 
@@ -253,6 +254,9 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
         return rows[-1] if rows else {}
     teacher = sweep.teachers[config["teacher"]]
     student: StudentConfig = sweep.students[config["student"]]
+    from distill_ray.teacher.stage import check_trainable
+
+    check_trainable(exp_dir, config["teacher"], config["domain"], teacher.max_failure_share)
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)
     if not examples:
         raise RuntimeError(f"trial {config['name']}: no verified training examples for "

@@ -3,14 +3,16 @@
     from distill_ray.teacher import start_teacher_server, generate_traces, plan_generation
 
 See `generate.py` (the stage), `client.py` (requests, retries, reasoning normalisation), `cache.py` (never pay twice),
-`ratelimit.py` (cluster-wide pacing), `server.py` (the simulated teacher with fault injection) and `cli.py`.
+`ratelimit.py` (cluster-wide pacing), `preflight.py` (key check and probe), `stage.py` (when the stage is done and
+trainable), `server.py` (the simulated teacher with fault injection), `openrouter_sim.py` (its OpenRouter behaviour
+profile) and `cli.py`.
 """
 
-from distill_ray.teacher.client import FatalTeacherError, normalise_message
+from distill_ray.teacher.client import CreditsExhausted, FatalTeacherError, normalise_message
 from distill_ray.teacher.generate import generate_traces, plan_generation
 from distill_ray.teacher.server import Faults, ServerHandle, server_teachers_from_config, start_teacher_server
 
 __all__ = [
-    "FatalTeacherError", "Faults", "ServerHandle", "generate_traces", "normalise_message", "plan_generation",
-    "server_teachers_from_config", "start_teacher_server",
+    "CreditsExhausted", "FatalTeacherError", "Faults", "ServerHandle", "generate_traces", "normalise_message",
+    "plan_generation", "server_teachers_from_config", "start_teacher_server",
 ]

@@ -9,9 +9,13 @@
 (problem, sample)) and keeps its response cache in DIR/_cache unless `--cache-dir` says otherwise (the leading
 underscore keeps Parquet readers of DIR from seeing it). Re-running the same command resumes and pays only for rows
 that DIR and the cache do not hold. With `--actors` > 1 it starts (or joins, via RAY_ADDRESS) a Ray cluster.
-Exit codes: 0 every row stored (truncated rows dropped by policy count as stored), 1 some rows failed or the budget
-stopped the run (re-run to retry them) or the provider refused the key, 2 bad input (a file, line and field are
-named) or a missing API key.
+Exit codes: 0 the stage is complete (every row ok or a permanent failure: truncated by policy, moderation, content
+filter, empty content, invalid request, no reasoning; their reasons are in the summary's `failure_reasons`), 1 rows
+failed for transient reasons or the budget stopped the run (re-run to retry them), or the provider refused the key or
+the probe, 2 bad input (a file, line and field are named) or a missing API key, 3 the provider reported insufficient
+credits (HTTP 402; everything paid is stored, a re-run after topping up pays only for the rest), 130 interrupted.
+`--temperature none` / `--top-p none` leave the field out of the request; `--extra-body JSON` is merged at the top
+level of the request body; `--reasoning JSON` is OpenRouter's `reasoning` object (with `--provider openrouter`).
 
 `teacher-server` runs the simulated teacher in the foreground and prints `listening URL` once it accepts connections.
 """
@@ -69,6 +73,16 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", required=True, help="e.g. https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1")
     p.add_argument("--model", required=True)
     p.add_argument("--api-key-env", default=None, help="name of the environment variable holding the key")
+    p.add_argument("--api-key-file", default=None, help="a file holding the key (e.g. a mounted secret)")
+    p.add_argument("--provider", choices=["openai-compatible", "openrouter"], default="openai-compatible",
+                   help="openrouter: reasoning/provider routing objects, GET /key pre-flight and usage")
+    p.add_argument("--reasoning", type=_json_arg, default=None, help="OpenRouter reasoning object, e.g. "
+                   "'{\"max_tokens\": 4000}' or '{\"effort\": \"high\"}'")
+    p.add_argument("--require-reasoning", action="store_true", help="a row without reasoning fails (no_reasoning)")
+    p.add_argument("--provider-routing", type=_json_arg, default=None, help="OpenRouter provider object, e.g. "
+                   "'{\"require_parameters\": true}'")
+    p.add_argument("--extra-body", type=_json_arg, default=None, help="JSON object merged at the top level of "
+                   "every request body")
     p.add_argument("--problems", required=True, help="JSONL with rows {\"id\", \"prompt\"}")
     p.add_argument("--output", required=True, help="folder for traces.parquet")
     p.add_argument("--cache-dir", default=None, help="response cache (default OUTPUT/_cache)")
@@ -84,8 +98,8 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=6)
     p.add_argument("--max-cost-usd", type=float, default=None)
     p.add_argument("--max-tokens", type=int, default=8192)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=_float_or_none, default=0.7, help="a number, or 'none' to leave it out")
+    p.add_argument("--top-p", type=_float_or_none, default=1.0, help="a number, or 'none' to leave it out")
     p.add_argument("--truncation", choices=["drop", "keep", "retry"], default="drop")
     p.add_argument("--retry-max-tokens-cap", type=int, default=32768)
     p.add_argument("--price-in", type=float, default=0.0, help="$/Mtok input, when the provider reports no cost")
@@ -95,10 +109,29 @@ def _generate_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _float_or_none(value: str) -> float | None:
+    if value.strip().lower() in ("none", "null", "omit"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor 'none'") from None
+
+
+def _json_arg(value: str) -> dict:
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return parsed
+
+
 def generate_main(argv: list[str]) -> int:
     """`distill-ray generate --base-url ...`: the teacher stage without a sweep file."""
     from distill_ray.config import TeacherConfig
-    from distill_ray.teacher.client import FatalTeacherError
+    from distill_ray.teacher.client import CreditsExhausted, FatalTeacherError
     from distill_ray.teacher.generate import generate_traces
 
     parser = _generate_parser()
@@ -109,7 +142,9 @@ def generate_main(argv: list[str]) -> int:
     try:
         problems = read_problems(args.problems)
         teacher = TeacherConfig(
-            provider="openai-compatible", base_url=args.base_url, model=args.model, api_key_env=args.api_key_env,
+            provider=args.provider, base_url=args.base_url, model=args.model, api_key_env=args.api_key_env,
+            api_key_file=args.api_key_file, reasoning=args.reasoning, require_reasoning=args.require_reasoning,
+            provider_routing=args.provider_routing, extra_body=args.extra_body or {},
             sampling={"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens},
             samples_per_problem=args.samples, n_in_one_request=args.n_in_one_request, concurrency=args.concurrency,
             actors=args.actors, max_rps=args.max_rps, max_tokens_per_minute=args.max_tpm,
@@ -141,14 +176,17 @@ def generate_main(argv: list[str]) -> int:
     try:
         summary = generate_traces(problems, name, teacher, args.output, cache_dir=cache_dir, use_ray=use_ray,
                                   progress_interval_s=0.0 if args.quiet else 2.0, stop_event=stop)
+    except CreditsExhausted as exc:
+        print(f"distill-ray generate: error: {exc}", file=sys.stderr)
+        return 3
     except FatalTeacherError as exc:
         print(f"distill-ray generate: error: {exc}", file=sys.stderr)
-        return 2 if "is not set" in str(exc) else 1
+        return 2 if "is not set" in str(exc) or "api_key_file" in str(exc) else 1
     print(json.dumps(summary))
     if stop.is_set():
         return 130
-    # rows failed only because the truncation policy dropped them are a result, not an incomplete run
-    return 0 if summary["failed"] == (summary["truncated"] if args.truncation != "keep" else 0) else 1
+    # permanent failures (truncated by policy, moderation, ...) are results; transient ones make a re-run worthwhile
+    return 0 if summary["complete"] else 1
 
 
 def _stop_on_signals() -> threading.Event:
@@ -192,6 +230,8 @@ def teacher_server_main(argv: list[str]) -> int:
     p.add_argument("--faults", default=None, help="JSON (or a file) of fault options, e.g. "
                    "'{\"latency_s\": 0.3, \"rate_limit_rps\": 50, \"error_rate\": 0.05}'")
     p.add_argument("--api-key-env", default=None, help="require this variable's value as the bearer key")
+    p.add_argument("--openrouter-profile", default=None, help="JSON (or a file) of the openrouter behaviour "
+                   "profile's options, e.g. '{\"error_in_200_rate\": 0.1}' ('{}': the profile with defaults)")
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
@@ -199,15 +239,16 @@ def teacher_server_main(argv: list[str]) -> int:
     try:
         teachers = _json_or_file(args.teachers)
         faults = _json_or_file(args.faults)
+        profile = _json_or_file(args.openrouter_profile)
     except ValueError as exc:
-        print(f"distill-ray teacher-server: error: --teachers/--faults: {exc}", file=sys.stderr)
+        print(f"distill-ray teacher-server: error: --teachers/--faults/--openrouter-profile: {exc}", file=sys.stderr)
         return 2
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else None
     if args.api_key_env and not api_key:
         print(f"distill-ray teacher-server: error: {args.api_key_env} is not set", file=sys.stderr)
         return 2
     try:
-        run_forever(args.host, args.port, teachers, faults, api_key)
+        run_forever(args.host, args.port, teachers, faults, api_key, profile)
     except (ValueError, TypeError, OSError) as exc:
         print(f"distill-ray teacher-server: error: {exc}", file=sys.stderr)
         return 2

@@ -8,13 +8,29 @@ the cache already holds for them) and returns one `Trace` row per sample. For ev
   shared `RateLimiter` (cluster-wide requests/s and tokens/min, leased in chunks);
 - sends one `chat.completions` request (`n` samples in one request, or one request per sample) with a per-request
   timeout (httpx's read timeout, so a hung provider is cut off; keep it long for long reasoning traces);
-- retries 429 (never before its Retry-After / retry-after-ms), 5xx, 408, timeouts, dropped connections and malformed
-  bodies up to `max_retries`, with exponential backoff and full jitter; other 4xx fail the row at once; 401/403 raise
-  `FatalTeacherError`, which stops the whole job;
-- writes every billed choice to the response cache (fsync'ed) before the row counts as done.
+- retries 429, 5xx, 408 (never before a Retry-After / retry-after-ms), timeouts, dropped connections, malformed
+  bodies and answers that are not traces (below) up to `max_retries`, with exponential backoff and full jitter;
+- writes every billed choice to the response cache (fsync'ed) before the row counts as done, and every permanent
+  verdict (below) too, so a re-run neither pays for it again nor retries it.
 
-Reasoning is normalised from OpenRouter's `message.reasoning`, DeepSeek's `reasoning_content` or an inline
-`<think>…</think>` (also an unclosed one, and R1's missing opening tag). Cost is the provider's `usage.cost` when it
+A response is a trace only if it is one. OpenRouter's error documentation (openrouter.ai/docs/api/reference/errors-and-
+debugging) says that once a model has started, failures come back as HTTP 200 with an `error` object in the body; so
+a top-level `error`, a choice-level `error`, `finish_reason: "error"`, and `usage: null` with no content are
+*transient* (retried now, and on a re-run when retries run out; never cached). `finish_reason: "content_filter"`, empty
+content with any other finish reason, a 400 (the request is invalid), a 403 whose `error.metadata` names flagged
+`reasons` (reason `moderation`, reasons kept) and, with `require_reasoning`, an answer without reasoning
+(`no_reasoning`) are *permanent*: the row fails with its reason, the verdict is cached, nothing of it reaches training.
+
+Status codes by meaning (same page): 401 (invalid key) raises `FatalTeacherError` naming where the key came from; 402
+(insufficient credits) without Retry-After stops every client from starting new requests (reason `credits`; the run
+ends with `CreditsExhausted` after storing what was paid), 402 with Retry-After (OpenRouter's in-flight budget) waits
+and retries; 403 without moderation metadata is a refused key (fatal); 503 and 429 wait at least their Retry-After.
+
+Reasoning is normalised from OpenRouter's `message.reasoning` / `reasoning_details` (text and summary items; encrypted
+items are counted, never put in the text), DeepSeek's `reasoning_content` or an inline `<think>…</think>` (also an
+unclosed one, and R1's missing opening tag). The teacher's `reasoning` setting is sent as OpenRouter's `reasoning`
+object and `provider_routing` as its `provider` object (openrouter.ai/docs/use-cases/reasoning-tokens,
+openrouter.ai/docs/features/provider-routing). Cost is the provider's `usage.cost` when it
 reports one, else the price table's estimate. With `n` > 1, usage is split over the choices by their text length.
 
 Not guaranteed: a request that was billed but whose answer never arrived (a connection dropped after the provider
@@ -27,15 +43,25 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import json
 import os
 import random
-import re
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
+from distill_ray.teacher.answers import (  # noqa: F401  (re-exported: the stage and tests import them from here)
+    PERMANENT_REASONS,
+    build_row,
+    classify_choice,
+    failure_reason,
+    failure_record,
+    normalise_message,
+    parse_message,
+    prompt_hash,
+    training_text,
+)
 from distill_ray.teacher.cache import ResponseCache, SegmentWriter, request_key
 from distill_ray.teacher.ratelimit import AdaptiveWindow
 
@@ -48,6 +74,10 @@ class FatalTeacherError(RuntimeError):
     """The provider refused us (401/403) or no key is configured: stop before (or without) spending more."""
 
 
+class CreditsExhausted(FatalTeacherError):
+    """HTTP 402 without Retry-After: the account or key has no credits left; everything paid so far is stored."""
+
+
 class _Retryable(Exception):
     def __init__(self, kind: str, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -55,9 +85,23 @@ class _Retryable(Exception):
 
 
 class _Permanent(Exception):
+    """A verdict about this request that asking again will not change; cached like an answer."""
+
+    def __init__(self, kind: str, message: str, detail: dict | None = None):
+        super().__init__(message)
+        self.kind, self.detail = kind, detail or {}
+
+
+class _GaveUp(Exception):
+    """A transient failure that outlasted max_retries: the row fails now and is retried by a re-run."""
+
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class _CreditsStop(Exception):
+    pass
 
 
 class _BudgetStop(Exception):
@@ -67,69 +111,85 @@ class _BudgetStop(Exception):
 STOP_REASONS = {
     "budget": "budget: max_cost_usd reached before this request was sent",
     "interrupted": "interrupted: the run was stopped before this request was sent",
+    "credits": "credits: the provider reported insufficient credits (HTTP 402) before this request was sent",
 }
-
-
-def prompt_hash(prompt: str) -> str:
-    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
-
-
 def messages_for(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
+def reasoning_object(teacher: dict) -> dict | None:
+    """OpenRouter's `reasoning` request object from the teacher's setting (None: not sent)."""
+    reasoning = teacher.get("reasoning")
+    if not reasoning:
+        return None
+    return {k: v for k, v in reasoning.items() if v is not None and not (k == "exclude" and not v)}
+
+
 def sampling_for(teacher: dict, max_tokens: int) -> dict:
-    """The request parameters that shape an answer (and so belong in the cache key)."""
+    """The request parameters that shape an answer (and so belong in the cache key); omitted ones are left out."""
     sampling = teacher["sampling"]
-    params = {"temperature": sampling["temperature"], "top_p": sampling["top_p"], "max_tokens": max_tokens}
+    params: dict[str, Any] = {k: sampling[k] for k in ("temperature", "top_p") if sampling.get(k) is not None}
+    params["max_tokens"] = max_tokens
+    if reasoning_object(teacher):
+        params["reasoning"] = reasoning_object(teacher)
+    if teacher.get("provider_routing"):
+        params["provider"] = teacher["provider_routing"]
     if teacher.get("extra_body"):
         params["extra_body"] = teacher["extra_body"]
     return params
 
 
+def request_body(teacher: dict, messages: list, n: int, max_tokens: int) -> dict:
+    """The JSON body of one chat completion: sampling fields that are set, reasoning, routing, extra_body on top."""
+    sampling = teacher["sampling"]
+    body: dict[str, Any] = {"model": teacher["model"], "messages": messages}
+    for key in ("temperature", "top_p"):
+        if sampling.get(key) is not None:
+            body[key] = sampling[key]
+    body["max_tokens"] = max_tokens
+    if n > 1:
+        body["n"] = n
+    if reasoning_object(teacher):
+        body["reasoning"] = reasoning_object(teacher)
+    if teacher.get("provider_routing"):
+        body["provider"] = teacher["provider_routing"]
+    if teacher.get("extra_body"):
+        body.update(teacher["extra_body"])
+    return body
+
+
+def key_source(teacher: dict) -> str:
+    """Where the key comes from, for messages (never the key itself)."""
+    if teacher.get("api_key_file"):
+        return f"the file named by api_key_file ({teacher['api_key_file']})"
+    if teacher.get("api_key_env"):
+        return f"the environment variable {teacher['api_key_env']}"
+    return "no key is configured (api_key_env / api_key_file)"
+
+
 def resolve_api_key(teacher: dict) -> str:
-    """The key from `os.environ[api_key_env]`; a dummy key when none is needed; FatalTeacherError when it is missing."""
+    """The key from `api_key_file` or `os.environ[api_key_env]`; a dummy key when none is needed; FatalTeacherError
+    when it is missing. The message names the variable or file, never the value."""
+    name = teacher.get("name", teacher["model"])
+    path = teacher.get("api_key_file")
+    if path:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as handle:
+                value = handle.read().strip()
+        except OSError as exc:
+            raise FatalTeacherError(f"teacher {name!r}: api_key_file {path}: cannot be read ({exc.strerror}); "
+                                    "nothing was sent") from None
+        if not value:
+            raise FatalTeacherError(f"teacher {name!r}: api_key_file {path} is empty; nothing was sent")
+        return value
     env = teacher.get("api_key_env")
     if not env:
         return DUMMY_API_KEY
     value = os.environ.get(env, "")
     if not value:
-        raise FatalTeacherError(f"teacher {teacher.get('name', teacher['model'])!r}: environment variable {env} "
+        raise FatalTeacherError(f"teacher {name!r}: environment variable {env} "
                                 "is not set or empty; set it to the provider's API key (nothing was sent)")
     return value
-
-
-_THINK_OPEN = re.compile(r"^\s*<think>", re.S)
-
-
-def normalise_message(message: dict) -> tuple[str, str]:
-    """(reasoning, content) from any of the providers' reasoning formats."""
-    content = message.get("content") or ""
-    if isinstance(content, list):  # content parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    reasoning = message.get("reasoning_content") or message.get("reasoning") or ""
-    if not reasoning and isinstance(message.get("reasoning_details"), list):
-        reasoning = "".join(d.get("text", "") for d in message["reasoning_details"] if isinstance(d, dict))
-    inline = ""
-    opened = _THINK_OPEN.match(content)
-    if opened:
-        close = content.find("</think>", opened.end())
-        if close < 0:  # cut off inside the reasoning
-            inline, content = content[opened.end():], ""
-        else:
-            inline, content = content[opened.end():close], content[close + len("</think>"):]
-    elif "</think>" in content and "<think>" not in content:  # some R1 deployments drop the opening tag
-        inline, _, content = content.partition("</think>")
-    inline, content = inline.strip(), content.strip()
-    if inline and not reasoning:
-        reasoning = inline
-    elif inline:
-        reasoning = f"{reasoning}\n\n{inline}"
-    return str(reasoning).strip(), content
-
-
-def training_text(reasoning: str, content: str) -> str:
-    return f"<think>{reasoning}</think>\n\n{content}"
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -156,10 +216,15 @@ def _retry_after(headers: Any) -> float | None:
 
 
 class RunLedger:
-    """A run's shared tallies: spending (for the budget), progress and errors, summed over all clients."""
+    """A run's shared tallies: spending (for the budget), progress and errors, summed over all clients.
 
-    def __init__(self, max_cost_usd: float | None = None):
+    `already_spent` is what the teacher's cache says was paid before this run (other domains, earlier runs), so the
+    budget is per teacher across domains and resumes, not per call.
+    """
+
+    def __init__(self, max_cost_usd: float | None = None, already_spent: float = 0.0):
         self.max_cost_usd = max_cost_usd
+        self.already_spent = float(already_spent)
         self.totals: Counter = Counter()
         self.errors: Counter = Counter()
         self.stopped = ""  # why no new requests may start ("" while they may)
@@ -170,9 +235,12 @@ class RunLedger:
             self.totals[key] += value
         for key, value in delta.get("errors", {}).items():
             self.errors[key] += value
-        if self.max_cost_usd is not None and self.totals["cost_usd"] >= self.max_cost_usd and not self.stopped:
+        if delta.get("stop"):
+            self.stop(delta["stop"])
+        spent = self.already_spent + self.totals["cost_usd"]
+        if self.max_cost_usd is not None and spent >= self.max_cost_usd and not self.stopped:
             self.stopped = "budget"
-        return {"cost_usd": self.totals["cost_usd"], "stopped": self.stopped}
+        return {"cost_usd": spent, "stopped": self.stopped}
 
     def stop(self, reason: str) -> None:
         self.stopped = self.stopped or reason
@@ -210,8 +278,9 @@ class TeacherClient:
         self._delta_totals: Counter = Counter()
         self._delta_errors: Counter = Counter()
         self._unflushed_cost = 0.0
-        self._spent_view = 0.0
+        self._spent_view = float(teacher.get("spent_before_usd") or 0.0)
         self._stopped = ""
+        self._stop_to_send = ""
         self._flusher: asyncio.Task | None = None
         self._avg_completion = float(min(teacher["sampling"]["max_tokens"], 1024))
         self._rng = random.Random()
@@ -272,7 +341,8 @@ class TeacherClient:
         totals, errors = self._delta_totals, self._delta_errors
         self._delta_totals, self._delta_errors = Counter(), Counter()
         self._unflushed_cost = 0.0
-        view = await _call(self.ledger, "add", {"totals": dict(totals), "errors": dict(errors)})
+        stop, self._stop_to_send = self._stop_to_send, ""
+        view = await _call(self.ledger, "add", {"totals": dict(totals), "errors": dict(errors), "stop": stop})
         self._spent_view = view["cost_usd"]
         self._stopped = view["stopped"]
 
@@ -318,15 +388,7 @@ class TeacherClient:
         import httpx2
         import openai
 
-        sampling = self.teacher["sampling"]
-        body: dict[str, Any] = {
-            "model": self.teacher["model"], "messages": messages, "temperature": sampling["temperature"],
-            "top_p": sampling["top_p"], "max_tokens": max_tokens,
-        }
-        if n > 1:
-            body["n"] = n
-        if self.teacher.get("extra_body"):
-            body.update(self.teacher["extra_body"])
+        body = request_body(self.teacher, messages, n, max_tokens)
         started = time.monotonic()
         try:
             # The client's documented raw-request path: the same auth, base_url, timeouts and status errors as
@@ -338,16 +400,7 @@ class TeacherClient:
             data = raw.content
             await raw.aclose()  # hands the connection back to the pool for the next request
         except openai.APIStatusError as exc:
-            status = exc.status_code
-            if status in (401, 403):
-                raise FatalTeacherError(f"teacher {self.teacher.get('name')!r}: the provider refused the API key "
-                                        f"(HTTP {status}: {_short(exc)}); check {self.teacher.get('api_key_env')}"
-                                        ) from None
-            if status == 429:
-                raise _Retryable("429", _short(exc), _retry_after(exc.response.headers)) from None
-            if status == 408 or status >= 500:
-                raise _Retryable("5xx" if status >= 500 else "408", f"HTTP {status}: {_short(exc)}") from None
-            raise _Permanent(f"http_{status}", f"HTTP {status}: {_short(exc)}") from None
+            raise _status_error(self.teacher, exc) from None
         except openai.APITimeoutError as exc:
             if _disconnected(exc):  # the aiohttp transport reports a dropped connection as a connect timeout
                 raise _Retryable("connection", f"connection dropped: {_root(exc)!r}"[:200]) from None
@@ -357,6 +410,10 @@ class TeacherClient:
         latency = time.monotonic() - started
         try:
             body = json.loads(data)
+            if isinstance(body, dict) and body.get("error"):
+                # OpenRouter: a failure after the model started is a 200 whose body carries the error
+                raise _Retryable("error_in_200", f"error in a 200 body: {str(body['error'])[:200]}",
+                                 _retry_after(raw.headers))
             choices = body["choices"]
             if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
                 raise ValueError("no choices")
@@ -364,14 +421,13 @@ class TeacherClient:
                 if not isinstance(choice.get("message"), dict):
                     raise ValueError("a choice without a message")
         except (ValueError, KeyError, TypeError) as exc:
-            if isinstance(body := _maybe_json(data), dict) and "error" in body:
-                # some providers answer 200 with an error object (OpenRouter upstream failures)
-                raise _Retryable("5xx", f"error in a 200 body: {str(body['error'])[:200]}") from None
             raise _Retryable("malformed", f"malformed response body ({exc})") from None
+        if body.get("usage") is None and not any(any(parse_message(c["message"])[:2]) for c in choices):
+            raise _Retryable("no_usage", "usage null and no content: not an answer")
         return body, latency
 
-    async def _request(self, messages: list, indices: list[int], max_tokens: int) -> list[dict]:
-        """Send until answered or out of attempts; returns one cache record per index (durably written)."""
+    async def _request(self, messages: list, indices: list[int], max_tokens: int) -> list[dict | str]:
+        """Send until answered or out of attempts; one cache record (durably written) or transient reason per index."""
         assert self._window is not None and self._writer is not None
         attempts = 0
         max_attempts = int(self.teacher["max_retries"]) + 1
@@ -386,6 +442,11 @@ class TeacherClient:
                     raise _BudgetStop(self._over_budget())
                 self._count(requests=1)
                 body, latency = await self._send(messages, len(indices), indices[0], max_tokens)
+                if len(indices) == 1:
+                    verdict = classify_choice(body["choices"][0], self.teacher)
+                    if verdict is not None and not verdict[1]:
+                        await self._spend_only(body)  # whatever a non-answer was billed still counts
+                        raise _Retryable(verdict[0], f"the answer is not a trace ({verdict[0]})")
             except _Retryable as exc:
                 self._delta_errors[exc.kind] += 1
                 if exc.kind == "429":
@@ -393,12 +454,19 @@ class TeacherClient:
                     if self.limiter is not None:
                         asyncio.ensure_future(_call(self.limiter, "throttled", exc.retry_after))
                 if attempts >= max_attempts:
-                    raise _Permanent(exc.kind, f"{exc} (gave up after {attempts} attempts)") from None
+                    raise _GaveUp(exc.kind, f"{exc} (gave up after {attempts} attempts)") from None
                 delay = self._backoff(attempts)
                 if exc.retry_after is not None:
                     # never before the provider said; a little jitter so the retries do not arrive together
                     delay = exc.retry_after + self._rng.uniform(0, min(1.0, 0.1 + exc.retry_after * 0.1))
                 wait_after_release = delay
+            except _Permanent as exc:
+                self._delta_errors[exc.kind] += 1
+                return [await self._store_verdict(messages, i, max_tokens, exc, attempts) for i in indices]
+            except _CreditsStop as exc:
+                self._delta_errors["credits"] += 1
+                self._stopped = self._stop_to_send = "credits"
+                raise _GaveUp("credits", str(exc)) from None
             else:
                 self._window.on_success()
                 # counted as spent before the window frees a slot, so the budget check of the next request sees it
@@ -412,6 +480,27 @@ class TeacherClient:
                 break
             await asyncio.sleep(wait_after_release)
         return await self._store(messages, indices, max_tokens, body, latency, attempts)
+
+    async def _spend_only(self, body: dict) -> None:
+        """A billed answer that is not a trace: its cost goes into the ledger and the cache, never its text."""
+        cost = self._usage(body)[2] if body.get("usage") else 0.0
+        if cost <= 0:
+            return
+        self._unflushed_cost += cost
+        self._count(cost_usd=cost)
+        assert self._writer is not None
+        await self._writer.put(f"spend:{uuid.uuid4().hex}", {"spend_only": True, "cost_usd": cost,
+                                                              "created": time.time()})
+
+    async def _store_verdict(self, messages: list, index: int, max_tokens: int, exc: _Permanent,
+                             attempts: int) -> dict:
+        """Cache a permanent verdict (a 400, a moderation flag) under the request's key, so a re-run keeps it."""
+        assert self._writer is not None
+        record = failure_record(self.teacher["model"], index, max_tokens, exc.kind, str(exc), exc.detail, attempts)
+        key = request_key(self.teacher.get("cache_url", self.teacher["base_url"]), self.teacher["model"], messages,
+                          sampling_for(self.teacher, max_tokens), index)
+        await self._writer.put(key, record)
+        return record
 
     def _backoff(self, attempt: int) -> float:
         base = float(self.teacher["retry_base_delay_s"])
@@ -434,21 +523,32 @@ class TeacherClient:
                      attempts: int) -> list[dict]:
         prompt_tokens, completion_total, cost_total, cost_source = self._usage(body)
         choices = sorted(body["choices"], key=lambda c: c.get("index", 0))[: len(indices)]
-        parsed = [normalise_message(c["message"]) for c in choices]
-        lengths = [len(r) + len(c) for r, c in parsed]
+        parsed = [parse_message(c["message"]) for c in choices]
+        lengths = [len(r) + len(c) for r, c, _ in parsed]
         total_len = sum(lengths) or 1
         sampling = sampling_for(self.teacher, max_tokens)
         records = []
-        for pos, (choice, (reasoning, content)) in enumerate(zip(choices, parsed, strict=True)):
+        for pos, (choice, (reasoning, content, encrypted)) in enumerate(zip(choices, parsed, strict=True)):
             share = lengths[pos] / total_len if len(choices) > 1 else 1.0
             record = {
                 "model": self.teacher["model"], "sample_index": indices[pos], "max_tokens": max_tokens,
                 "content": content, "reasoning": reasoning, "finish_reason": str(choice.get("finish_reason") or ""),
+                "reasoning_encrypted": encrypted,
                 "prompt_tokens": prompt_tokens, "completion_tokens": round(completion_total * share),
                 "cost_usd": cost_total * share, "cost_source": cost_source,
                 "response_id": str(body.get("id") or ""), "latency_s": round(latency, 4), "attempts": attempts,
                 "created": time.time(),
             }
+            verdict = classify_choice(choice, self.teacher)
+            if verdict is not None and not verdict[1]:
+                # one bad choice of n: the others are kept; this sample is asked for again by a re-run
+                await self._writer.put(f"spend:{uuid.uuid4().hex}", {"spend_only": True, "cost_usd": cost_total
+                                                                      * share, "created": time.time()})
+                records.append(f"{verdict[0]}: the answer is not a trace")
+                continue
+            if verdict is not None:
+                record.update(failure=verdict[0], failure_detail=f"finish_reason {record['finish_reason']!r}, "
+                              f"{len(content)} characters of content, {len(reasoning)} of reasoning")
             key = request_key(self.teacher.get("cache_url", self.teacher["base_url"]), self.teacher["model"], messages,
                               sampling, indices[pos])
             await self._writer.put(key, record)
@@ -480,12 +580,12 @@ class TeacherClient:
                 for i in group:
                     out[i] = STOP_REASONS.get(str(stop), f"{stop}: not sent")
                 return
-            except _Permanent as exc:
+            except _GaveUp as exc:
                 for i in group:
                     out[i] = f"{exc.kind}: {exc}"
                 return
             for i, record in zip(group, records, strict=True):
-                out[i] = record if record is not None else "provider returned fewer choices than n"
+                out[i] = record if record is not None else "fewer_choices: provider returned fewer choices than n"
 
         await asyncio.gather(*(run(g) for g in groups))
         return out
@@ -548,36 +648,39 @@ def _short(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or exc)[:200]
 
 
-def _maybe_json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
+def _error_object(exc: Any) -> dict:
+    """The `error` object of an HTTP error answer ({} when there is none)."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    return body if isinstance(body, dict) else {}
 
 
-def build_row(teacher: dict, problem: dict, index: int, record: dict | str, from_cache: bool = False) -> dict:
-    """A Trace row from a cache record (or a failure reason), applying the truncation policy."""
-    row = {
-        "problem_id": problem["id"], "domain": problem.get("domain", ""), "teacher": teacher.get("name", ""),
-        "model": teacher["model"], "sample_index": index, "prompt": problem["prompt"],
-        "prompt_hash": prompt_hash(problem["prompt"]), "content": "", "reasoning": "", "text": "", "finish_reason": "",
-        "truncated": False, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0,
-        "attempts": 0, "response_id": "", "status": "failed", "error": "", "from_cache": from_cache,
-    }
-    if isinstance(record, str):
-        row["error"] = record
-        return row
-    truncated = record["finish_reason"] == "length"
-    row.update(
-        content=record["content"], reasoning=record["reasoning"],
-        text=training_text(record["reasoning"], record["content"]), finish_reason=record["finish_reason"],
-        truncated=truncated, prompt_tokens=int(record["prompt_tokens"]),
-        completion_tokens=int(record["completion_tokens"]), cost_usd=float(record["cost_usd"]),
-        latency_s=float(record["latency_s"]), attempts=int(record["attempts"]), response_id=record["response_id"],
-        status="ok",
-    )
-    if truncated and teacher["truncation_policy"] != "keep":
-        row["status"] = "failed"
-        row["error"] = "truncated: finish_reason length" + (
-            " after one retry with a larger max_tokens" if teacher["truncation_policy"] == "retry" else "")
-    return row
+def _status_error(teacher: dict, exc: Any) -> Exception:
+    """What an HTTP error status means for this request, this row and the run."""
+    status = exc.status_code
+    name = teacher.get("name", teacher["model"])
+    error = _error_object(exc)
+    metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+    retry_after = _retry_after(exc.response.headers)
+    message = f"HTTP {status}: {_short(exc)}"
+    if status == 401:
+        return FatalTeacherError(f"teacher {name!r}: the provider refused the API key ({message}); check "
+                                 f"{key_source(teacher)}")
+    if status == 402:
+        if retry_after is not None:  # OpenRouter's in-flight spending budget: wait for requests in flight to settle
+            return _Retryable("402_in_flight", message, retry_after)
+        return _CreditsStop(f"{message}; add credits (or raise the key's limit) and run again")
+    if status == 403:
+        if "reasons" in metadata or "flagged_input" in metadata:
+            detail = {"reasons": metadata.get("reasons"), "flagged_input": metadata.get("flagged_input")}
+            return _Permanent("moderation", f"input flagged by moderation, reasons {metadata.get('reasons')}", detail)
+        return FatalTeacherError(f"teacher {name!r}: the provider refused the request ({message}); check the key's "
+                                 f"permissions ({key_source(teacher)})")
+    if status == 429:
+        return _Retryable("429", _short(exc), retry_after)
+    if status == 408 or status >= 500:
+        return _Retryable("5xx" if status >= 500 else "408", message, retry_after)
+    if status == 400:
+        return _Permanent("invalid_request", message)
+    return _Permanent(f"http_{status}", message)

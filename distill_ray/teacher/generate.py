@@ -10,7 +10,15 @@ Ray task or actor), `teacher.actors` async Ray actors share `teacher.concurrency
 (endpoint, model) paces the whole cluster, and a `RunLedger` actor sums spending for `max_cost_usd`; without Ray, one
 client runs in-process on an event loop. Every billed response is in the cache (fsync'ed) before its row counts, so
 killing the process at any moment and running again pays for nothing twice. The Parquet file is written atomically
-at the end (rows of every attempted sample, failed ones with their reason; re-running retries the failed ones).
+at the end (rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
+
+Before the bulk: the key is checked (`preflight.key_info` on OpenRouter, `key_check` elsewhere) and the first work
+item is sent alone as a probe (`preflight.check_probe`); an invalid request or a missing required reasoning stops the
+run there. Money: `max_cost_usd` is per teacher (its cache namespace) across domains and resumes: what the cache
+records as paid (answers, verdicts, and billed non-answers) is spent before this run starts. On OpenRouter the key's
+`usage` is read at start and end and reported beside the ledger. A 402 without Retry-After ends the run with
+`CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
+whether the stage is `complete` (every row ok or a permanent failure).
 
 Why actors and not Ray Data's `map_batches`: an async client needs hundreds of requests in flight per process, live
 budget and rate state shared between processes, and must run from inside a sweep trial without reserving CPUs the
@@ -38,22 +46,25 @@ from distill_ray.records import Problem
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
     STOP_REASONS,
+    CreditsExhausted,
     FatalTeacherError,
     RunLedger,
     TeacherClient,
     build_row,
+    failure_reason,
     messages_for,
     prompt_hash,
     resolve_api_key,
     sampling_for,
 )
+from distill_ray.teacher.preflight import check_probe, key_check, key_info
 from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
 
 OUTPUT_FILE = "traces.parquet"
 TRACE_COLUMNS = [
     "problem_id", "domain", "teacher", "model", "sample_index", "prompt", "prompt_hash", "content", "reasoning", "text",
     "finish_reason", "truncated", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "attempts",
-    "response_id", "status", "error",
+    "response_id", "status", "error", "failure", "permanent", "reasoning_encrypted", "cost_source",
 ]
 
 
@@ -127,8 +138,11 @@ def _write_output(path: str, rows: list[dict]) -> None:
         ("finish_reason", pa.string()), ("truncated", pa.bool_()), ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
         ("attempts", pa.int64()), ("response_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
+        ("failure", pa.string()), ("permanent", pa.bool_()), ("reasoning_encrypted", pa.int64()),
+        ("cost_source", pa.string()),
     ])
-    table = pa.Table.from_pylist([{c: r.get(c) for c in TRACE_COLUMNS} for r in rows], schema=schema)
+    defaults = {"failure": "", "permanent": False, "reasoning_encrypted": 0, "cost_source": ""}
+    table = pa.Table.from_pylist([{c: r.get(c, defaults.get(c)) for c in TRACE_COLUMNS} for r in rows], schema=schema)
     tmp = f"{path}.tmp-{os.getpid()}"
     pq.write_table(table, tmp)
     os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
@@ -167,19 +181,9 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict)
     return done_rows, items
 
 
-def _preflight(teacher: dict) -> None:
-    """A free authenticated call (GET /models), so a refused key stops the run before anything is billed."""
-    import httpx2
-
-    key = resolve_api_key(teacher)
-    url = teacher["base_url"].rstrip("/") + "/models"
-    try:
-        response = httpx2.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=15.0)
-    except Exception:
-        return  # unreachable now: the requests themselves will retry and report it
-    if response.status_code in (401, 403):
-        raise FatalTeacherError(f"teacher {teacher['name']!r}: the provider refused the API key (HTTP "
-                                f"{response.status_code} on GET /models); check {teacher.get('api_key_env')}")
+def paid_in_cache(cache: dict[str, dict]) -> float:
+    """Dollars the cache records as paid in this namespace: answers, permanent verdicts and billed non-answers."""
+    return float(sum(float(r.get("cost_usd") or 0.0) for r in cache.values() if isinstance(r, dict)))
 
 
 class _Progress:
@@ -217,13 +221,26 @@ def _stopped_rows(teacher: dict, items: list[dict], reason: str) -> list[dict]:
     return [build_row(teacher, it["problem"], s["index"], message) for it in items for s in it["samples"]]
 
 
+def _make_limiter(teacher: dict, ray_mode: bool) -> Any:
+    """The run's pacer: an in-process RateLimiter, or on Ray one named actor per (endpoint, model) for the cluster."""
+    if not (teacher.get("max_rps") or teacher.get("max_tokens_per_minute")):
+        return None
+    if not ray_mode:
+        return RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+    import ray
+
+    # detached so it outlives the trial that made it
+    limiter = ray.remote(num_cpus=0)(RateLimiter).options(
+        name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
+        lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+    ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
+    return limiter
+
+
 def _run_local(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
-               stop_event: threading.Event | None) -> tuple[list, dict]:
+               stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     async def main() -> tuple[list, dict]:
-        limiter = None
-        if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
-            limiter = RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
-        ledger = RunLedger(teacher.get("max_cost_usd"))
+        ledger = RunLedger(teacher.get("max_cost_usd"), teacher.get("spent_before_usd") or 0.0)
         client = TeacherClient(teacher, int(teacher["concurrency"]), cache_dir, ns, limiter, ledger)
         pending = deque(items)
         rows: list[dict] = []
@@ -289,21 +306,15 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
-             stop_event: threading.Event | None) -> tuple[list, dict]:
+             stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     import ray
 
     n_actors = max(1, min(int(teacher["actors"]), len(items)))
     per_actor = max(1, math.ceil(int(teacher["concurrency"]) / n_actors))
-    limiter = None
-    if teacher.get("max_rps") or teacher.get("max_tokens_per_minute"):
-        # one pacer per (endpoint, model) for the whole cluster; detached so it outlives the trial that made it
-        limiter = ray.remote(num_cpus=0)(RateLimiter).options(
-            name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
-            lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
-        ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
-    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"))
+    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"),
+                                                      teacher.get("spent_before_usd") or 0.0)
     env_vars = {}
-    if teacher.get("api_key_env"):
+    if teacher.get("api_key_env") and not teacher.get("api_key_file"):
         # actors on other nodes do not inherit the driver's environment; the key travels only in the runtime env
         env_vars[teacher["api_key_env"]] = resolve_api_key(teacher)
     rate = teacher.get("max_rps") or 0
@@ -352,10 +363,10 @@ def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress
                         reason = f"client actor died: {str(exc).splitlines()[0][:200]}"
                         rows.extend(build_row(teacher, it["problem"], s["index"], reason)
                                     for it in chunk for s in it["samples"])
-            if progress.interval_s or teacher.get("max_cost_usd") is not None:
-                snapshot = ray.get(ledger.snapshot.remote())
-                stopped = stopped or snapshot["stopped"]
-                progress.maybe(len(rows), snapshot)
+            # the ledger carries every actor's stops (budget, credits)
+            snapshot = ray.get(ledger.snapshot.remote())
+            stopped = stopped or snapshot["stopped"]
+            progress.maybe(len(rows), snapshot)
         ray.get([actor.close.remote() for actor in actors])
         snapshot = ray.get(ledger.snapshot.remote())
     finally:
@@ -368,13 +379,15 @@ def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress
 def generate_traces(problems: list[Problem], teacher_name: str, teacher: TeacherConfig, output_dir: str, *,
                     cache_dir: str, dry_run: bool = False, use_ray: bool | None = None,
                     progress_interval_s: float = 2.0, progress_stream: Any = None,
-                    on_plan: Callable[[dict], None] | None = None, stop_event: threading.Event | None = None) -> dict:
+                    on_plan: Callable[[dict], None] | None = None, stop_event: threading.Event | None = None,
+                    probe: bool = True) -> dict:
     """Generate (or resume) one teacher's traces for `problems` into OUTPUT_DIR/traces.parquet; returns a summary.
 
     `use_ray`: None uses Ray actors when Ray is initialised, else one in-process client. Setting `stop_event` stops
     new requests; those in flight finish and are stored, the rest are rows failed as "interrupted" (the CLI sets it
-    on SIGINT/SIGTERM). Raises FatalTeacherError
-    (a missing key, or a 401/403) before spending anything more; every other failure is a row's `error`.
+    on SIGINT/SIGTERM). Raises FatalTeacherError (a missing key, a 401/403 key refusal, a failed probe) before
+    spending anything more, and CreditsExhausted (after writing the output) on a 402 without Retry-After; every other
+    failure is a row's `error`, with its reason in `failure` and `permanent` saying whether a re-run retries it.
     """
     started = time.monotonic()
     spec = _teacher_dict(teacher_name, teacher)
@@ -382,51 +395,128 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(out_path, spec["model"])
     cache = ResponseCache(cache_dir, ns).load()
+    spent_before = paid_in_cache(cache)
+    spec["spent_before_usd"] = spent_before
     done_rows, items = _work_items(problems, spec, kept, cache)
+    del cache  # the records needed are in done_rows and items now
     plan = plan_generation(problems, teacher, skip=len(done_rows))
+    plan["spent_before_usd"] = round(spent_before, 6)
+    if teacher.max_cost_usd is not None:
+        plan["budget_left_usd"] = round(max(0.0, teacher.max_cost_usd - spent_before), 6)
     if on_plan is not None:
         on_plan(plan)
     base_summary = {
         "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": len(done_rows), "failed": 0,
         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
         "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0, "output": out_path,
+        "failure_reasons": {}, "permanent_failures": 0, "transient_failures": 0, "complete": False,
+        "spent_before_usd": round(spent_before, 8), "ledger_total_usd": round(spent_before, 8),
+        "key_usage_start_usd": None, "key_usage_end_usd": None, "probe": None,
     }
     if dry_run:
+        info = None
+        try:
+            info = key_info(spec)
+        except FatalTeacherError:
+            raise
+        except Exception:  # a dry run without a key still plans
+            info = None
+        if info is not None:
+            plan["key_limit_remaining_usd"] = info.get("limit_remaining")
+            plan["key_usage_usd"] = info.get("usage")
+            if info.get("limit_remaining") is not None:
+                plan["estimate_fits_key_limit"] = plan["est_cost_usd"] <= float(info["limit_remaining"])
         return {**base_summary, "dry_run": True, "plan": plan, "wall_s": round(time.monotonic() - started, 3)}
+    stream = progress_stream if progress_stream is not None else sys.stderr
+    ray_mode = bool(use_ray)
+    if use_ray is None:
+        try:
+            import ray
+
+            ray_mode = ray.is_initialized()
+        except ImportError:
+            ray_mode = False
+    limiter = _make_limiter(spec, ray_mode) if items else None  # the probe and the bulk share one pace
+    key_start = None
+    probe_rows: list[dict] = []
+    snapshots: list[dict] = []
     if items:
         resolve_api_key(spec)  # a missing key stops here, before any request
-        _preflight(spec)
-    stream = progress_stream if progress_stream is not None else sys.stderr
+        key_start = key_info(spec)
+        if key_start is None:
+            cost = key_check(spec)
+            if cost:
+                ResponseCache(cache_dir, ns).writer().put_sync(f"spend:key-check-{time.time_ns()}", {
+                    "spend_only": True, "cost_usd": cost, "created": time.time()})
+                spec["spent_before_usd"] = spent_before = spent_before + cost
+        if probe and len(items) > 1:
+            # one real request first: an invalid request or a missing reasoning stops here, not after 40K rows
+            silent = _Progress(teacher_name, 0, 0, 0.0, stream)
+            probe_rows, probe_snapshot = _run_local(spec, items[:1], cache_dir, ns, silent, stop_event, limiter)
+            snapshots.append(probe_snapshot)
+            base_summary["probe"] = check_probe(spec, probe_rows)
+            items = items[1:]
+            if probe_snapshot.get("stopped") == "credits":
+                items, probe_rows = [], probe_rows + _stopped_rows(spec, items, "credits")
+            spec["spent_before_usd"] = spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0))
     n_pending = sum(len(it["samples"]) for it in items)
-    progress = _Progress(teacher_name, len(done_rows) + n_pending, len(done_rows), progress_interval_s, stream)
+    progress = _Progress(teacher_name, len(done_rows) + len(probe_rows) + n_pending, len(done_rows) + len(probe_rows),
+                         progress_interval_s, stream)
     new_rows: list[dict] = []
-    snapshot: dict = {"totals": {}, "errors": {}, "stopped": ""}
     if items:
-        ray_mode = use_ray
-        if ray_mode is None:
-            try:
-                import ray
-
-                ray_mode = ray.is_initialized()
-            except ImportError:
-                ray_mode = False
         runner = _run_ray if ray_mode else _run_local
-        new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event)
+        new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event, limiter)
+        snapshots.append(snapshot)
+    snapshot = _merge_snapshots(snapshots)
     progress.maybe(len(new_rows), snapshot, force=True)
     order = {p["id"]: i for i, p in enumerate(problems)}
-    rows = sorted(done_rows + new_rows, key=lambda r: (order.get(r["problem_id"], len(order)), r["sample_index"]))
+    rows = sorted(done_rows + probe_rows + new_rows,
+                  key=lambda r: (order.get(r["problem_id"], len(order)), r["sample_index"]))
     _write_output(out_path, rows)
     totals, errors = snapshot.get("totals", {}), snapshot.get("errors", {})
-    return {
+    failed = [r for r in rows if r["status"] != "ok"]
+    cost = float(totals.get("cost_usd", 0.0))
+    summary = {
         **base_summary,
         "requests": int(totals.get("requests", 0)), "paid": int(totals.get("paid", 0)),
         "from_cache": sum(1 for r in rows if r.get("from_cache")),
-        "failed": sum(1 for r in rows if r["status"] != "ok"), "ok": sum(1 for r in rows if r["status"] == "ok"),
+        "failed": len(failed), "ok": len(rows) - len(failed),
         "truncated": sum(1 for r in rows if r["truncated"]),
         "prompt_tokens": int(totals.get("prompt_tokens", 0)),
         "completion_tokens": int(totals.get("completion_tokens", 0)),
-        "cost_usd": round(float(totals.get("cost_usd", 0.0)), 8),
+        "cost_usd": round(cost, 8), "ledger_total_usd": round(spent_before + cost, 8),
         "stopped_by_budget": snapshot.get("stopped") == "budget" or any(
             r["error"].startswith("budget") for r in rows),
         "errors_by_kind": dict(errors), "wall_s": round(time.monotonic() - started, 3),
+        "failure_reasons": dict(Counter(r.get("failure") or failure_reason(r["error"]) for r in failed)),
+        "permanent_failures": sum(1 for r in failed if r.get("permanent")),
+        "transient_failures": sum(1 for r in failed if not r.get("permanent")),
+        "reasoning_encrypted_items": sum(int(r.get("reasoning_encrypted") or 0) for r in rows),
     }
+    summary["complete"] = summary["transient_failures"] == 0
+    if key_start is not None:
+        summary["key_usage_start_usd"] = key_start.get("usage")
+        try:
+            end = key_info(spec)
+        except FatalTeacherError:
+            end = None
+        summary["key_usage_end_usd"] = end.get("usage") if end else None
+        if end is not None and key_start.get("usage") is not None and end.get("usage") is not None:
+            summary["key_usage_delta_usd"] = round(float(end["usage"]) - float(key_start["usage"]), 8)
+    if snapshot.get("stopped") == "credits":
+        raise CreditsExhausted(
+            f"teacher {teacher_name!r}: the provider reported insufficient credits (HTTP 402 without Retry-After); "
+            f"{summary['ok']} of {summary['rows']} rows are stored ({cost:.4f} USD paid in this run, all kept); "
+            "add credits and run again: only the rest will be paid for")
+    return summary
+
+
+def _merge_snapshots(snapshots: list[dict]) -> dict:
+    totals: Counter = Counter()
+    errors: Counter = Counter()
+    stopped = ""
+    for snap in snapshots:
+        totals.update(snap.get("totals", {}))
+        errors.update(snap.get("errors", {}))
+        stopped = stopped or snap.get("stopped", "")
+    return {"totals": dict(totals), "errors": dict(errors), "stopped": stopped}

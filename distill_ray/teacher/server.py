@@ -10,7 +10,9 @@
 in a child process (so a benchmark's client and server do not share one interpreter), with counters read over HTTP
 (`GET /admin/counters`).
 
-Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /admin/counters`, `POST /admin/reset`. Answers come from
+Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /admin/counters`, `POST /admin/reset`; with the
+`openrouter` behaviour profile (`profile={...}`, see `openrouter_sim.py`) also `GET /v1/key` and `POST /admin/credits`.
+Answers come from
 `simulated_response`, keyed by the request's content (model, messages, temperature, top_p) and the sample index, so
 the same request always gets the same answer. The sample index is read from the `X-Distill-Sample-Index` header (the
 generate stage sends it), else from `seed`, else 0; with `n` > 1, choice i has index base + i. Each teacher returns its
@@ -44,12 +46,14 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from distill_ray.problems.builtin import simulated_response
+from distill_ray.teacher.openrouter_sim import OpenRouterProfile
 
 SAMPLE_INDEX_HEADER = "x-distill-sample-index"
 CHARS_PER_TOKEN = 4
 REASONING_FORMATS = ("reasoning", "reasoning_content", "think")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
 
@@ -91,6 +95,7 @@ class SimTeacher:
     reasoning_format: str = ""  # one of REASONING_FORMATS; "" picks by style (concise: reasoning, verbose: think)
     price_in_per_mtok: float = 1.0  # simulated price, reported as usage.cost
     price_out_per_mtok: float = 4.0
+    pad_chars: int = 0  # > 0: reasoning padded to this many characters (long traces for memory benchmarks)
 
     def __post_init__(self) -> None:
         if not self.reasoning_format:
@@ -117,9 +122,11 @@ def content_key(model: str, messages: Any, temperature: Any, top_p: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def billing_key(model: str, messages: Any, temperature: Any, top_p: Any, max_tokens: Any, sample_index: int) -> str:
-    """What a provider charges for once: the full request and the sample index."""
-    blob = json.dumps([model, messages, temperature, top_p, max_tokens], sort_keys=True, separators=(",", ":"))
+def billing_key(model: str, messages: Any, temperature: Any, top_p: Any, max_tokens: Any, sample_index: int,
+                reasoning: Any = None) -> str:
+    """What a provider charges for once: the full request (reasoning object included when sent) and the sample."""
+    parts = [model, messages, temperature, top_p, max_tokens] + ([reasoning] if reasoning is not None else [])
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}:{sample_index}"
 
 
@@ -173,9 +180,10 @@ class TeacherServer:
     """The server's state and request handling; `serve()` runs it on the current event loop."""
 
     def __init__(self, teachers: dict[str, dict] | None = None, faults: Faults | dict | None = None,
-                 api_key: str | None = None):
+                 api_key: str | None = None, profile: OpenRouterProfile | dict | None = None):
         self.teachers = {name: SimTeacher(**spec) for name, spec in (teachers or DEFAULT_TEACHERS).items()}
         self.faults = Faults.from_any(faults)
+        self.profile = OpenRouterProfile.from_any(profile)
         self.api_key = api_key  # None: any key (or none) is accepted
         self.rng = random.Random(self.faults.seed)
         self.counters = _Counters()
@@ -228,8 +236,15 @@ class TeacherServer:
             with self.counters.lock:
                 self.counters.reset()
             return 200, {}, b"{}", (), 0.0
+        if self.profile is not None and path.endswith("/admin/credits") and method == "POST":
+            self.profile.spend_limit_usd = json.loads(body or b"{}").get("spend_limit_usd")
+            return 200, {}, b"{}", (), 0.0
         if self.api_key is not None and headers.get("authorization", "") != f"Bearer {self.api_key}":
             return _error(401, "invalid api key", "authentication_error")
+        if self.profile is not None and path.endswith("/key") and method == "GET":
+            with self.counters.lock:
+                billed = self.counters.billed_cost
+            return 200, {}, self.profile.key_response(billed), (), 0.0
         if path.endswith("/models") and method == "GET":
             data = [{"id": name, "object": "model", "owned_by": "distill-ray"} for name in self.teachers]
             return 200, {}, json.dumps({"object": "list", "data": data}).encode(), (), 0.0
@@ -260,12 +275,22 @@ class TeacherServer:
             first_index = 0
         max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
         arrival_key = billing_key(model, messages, request.get("temperature"), request.get("top_p"), max_tokens,
-                                  first_index)
+                                  first_index, request.get("reasoning"))
         now = time.monotonic()
         not_before = self._not_before.pop(arrival_key, None)
         if not_before is not None and now < not_before - 0.002:
             with self.counters.lock:  # a client that retried sooner than the Retry-After it was given
                 self.counters.faults["early_retry"] += 1
+        if self.profile is not None:
+            with self.counters.lock:
+                billed = self.counters.billed_cost
+            early = self.profile.before(request, _user_text(messages), arrival_key, billed)
+            if early is not None:
+                with self.counters.lock:
+                    self.counters.faults[f"openrouter_{early[0]}"] += 1
+                if "Retry-After" in early[1]:
+                    self._not_before[arrival_key] = now + float(early[1]["Retry-After"])
+                return (*early, (), 0.0)
         wait = self._rate_limited()
         if wait is not None:
             retry_ms = max(1, math.ceil(wait * 1000))
@@ -306,6 +331,7 @@ class TeacherServer:
         ckey = content_key(model, messages, temperature, top_p)
         prompt_tokens = count_tokens("".join(json.dumps(m) for m in messages))
         choices, keys, completion_tokens, reasoning_tokens = [], [], 0, 0
+        reasons, returned = self.profile.returns_reasoning(request) if self.profile is not None else (True, True)
         for i in range(n):
             index = base_index + i
             answer = simulated_response(user, teacher.style, teacher.correct_rate, f"{ckey}:{index}")
@@ -313,6 +339,11 @@ class TeacherServer:
                 answer = ("This is not one of the built-in problems, so I answer briefly.",
                           "I can only solve the built-in problem families.")
             reasoning, content = answer
+            if teacher.pad_chars > len(reasoning):
+                filler = " Checking the step once more." * (teacher.pad_chars // 29 + 1)
+                reasoning = (reasoning + filler)[: teacher.pad_chars]
+            if not reasons:
+                reasoning = ""
             finish = "stop"
             if truncate:
                 half = max(1, count_tokens(reasoning + content) // 2)
@@ -321,10 +352,16 @@ class TeacherServer:
             if max_tokens:
                 reasoning, content, cut = _cut(reasoning, content, int(max_tokens))
                 finish = "length" if cut else finish
+            outcome = self.profile.outcome(user) if self.profile is not None else ""
+            if outcome:
+                content = ""
+                finish = "content_filter" if outcome == "content_filter" else finish
             completion_tokens += count_tokens(reasoning + content)
             reasoning_tokens += count_tokens(reasoning)
             message: dict[str, Any] = {"role": "assistant"}
-            if teacher.reasoning_format == "think":
+            if self.profile is not None:
+                message = self.profile.message(reasoning, content, returned)
+            elif teacher.reasoning_format == "think":
                 # an open <think> with no close when the cut fell inside the reasoning, as a real model would leave it
                 closed = "</think>\n\n" if (content or finish == "stop") else ""
                 message["content"] = f"<think>\n{reasoning}\n{closed}{content}" if reasoning else content
@@ -332,7 +369,7 @@ class TeacherServer:
                 message["content"] = content
                 message[teacher.reasoning_format] = reasoning
             choices.append({"index": i, "message": message, "finish_reason": finish, "logprobs": None})
-            keys.append(billing_key(model, messages, temperature, top_p, max_tokens, index))
+            keys.append(billing_key(model, messages, temperature, top_p, max_tokens, index, request.get("reasoning")))
         cost = (prompt_tokens * teacher.price_in_per_mtok + completion_tokens * teacher.price_out_per_mtok) / 1e6
         body = {
             "id": f"chatcmpl-{hashlib.sha256(f'{ckey}:{base_index}:{max_tokens}'.encode()).hexdigest()[:20]}",
@@ -468,6 +505,12 @@ class ServerHandle:
         """Billing keys paid more than once (the thing the generate stage promises never to cause)."""
         return {k: v for k, v in self.counters()["billed"].items() if v > 1}
 
+    def set_spend_limit(self, dollars: float | None) -> None:
+        """The openrouter profile's credit limit (a top-up raises it)."""
+        host = self.base_url.rsplit("/v1", 1)[0]
+        data = json.dumps({"spend_limit_usd": dollars}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{host}/admin/credits", method="POST", data=data), timeout=10)
+
     def reset(self) -> None:
         host = self.base_url.rsplit("/v1", 1)[0]
         urllib.request.urlopen(urllib.request.Request(f"{host}/admin/reset", method="POST", data=b""), timeout=10)
@@ -495,11 +538,14 @@ def _url(host: str, port: int) -> str:
 
 def start_teacher_server(host: str = "127.0.0.1", port: int = 0, teachers: dict[str, dict] | None = None,
                          faults: Faults | dict | None = None, *, api_key: str | None = None,
-                         process: bool = False) -> ServerHandle:
-    """Start the simulated teacher in a background thread (or a child process with `process=True`)."""
+                         process: bool = False, profile: dict | None = None) -> ServerHandle:
+    """Start the simulated teacher in a background thread (or a child process with `process=True`).
+
+    `profile`: options of the `openrouter` behaviour profile (`openrouter_sim.OpenRouterProfile`); None: plain.
+    """
     if process:
-        return _start_process(host, port, teachers, faults, api_key)
-    server = TeacherServer(teachers, faults, api_key)
+        return _start_process(host, port, teachers, faults, api_key, profile)
+    server = TeacherServer(teachers, faults, api_key, profile)
     loop = asyncio.new_event_loop()
     ready: dict[str, Any] = {}
     started = threading.Event()
@@ -536,10 +582,12 @@ def start_teacher_server(host: str = "127.0.0.1", port: int = 0, teachers: dict[
 
 
 def _start_process(host: str, port: int, teachers: dict | None, faults: Faults | dict | None,
-                   api_key: str | None) -> ServerHandle:
+                   api_key: str | None, profile: dict | None = None) -> ServerHandle:
     fault_dict = asdict(Faults.from_any(faults))
     argv = [sys.executable, "-m", "distill_ray.teacher.cli", "teacher-server", "--host", host, "--port", str(port),
             "--teachers", json.dumps(teachers or DEFAULT_TEACHERS), "--faults", json.dumps(fault_dict)]
+    if profile is not None:
+        argv += ["--openrouter-profile", json.dumps(profile)]
     env = dict(os.environ)
     if api_key is not None:
         env["DISTILL_RAY_SIM_API_KEY"] = api_key
@@ -568,9 +616,9 @@ def _start_process(host: str, port: int, teachers: dict | None, faults: Faults |
 
 
 def run_forever(host: str, port: int, teachers: dict | None, faults: Faults | dict | None,
-                api_key: str | None) -> None:
+                api_key: str | None, profile: dict | None = None) -> None:
     """Serve in the foreground until interrupted; prints `listening URL` first (the child-process handshake)."""
-    server = TeacherServer(teachers, faults, api_key)
+    server = TeacherServer(teachers, faults, api_key, profile)
 
     async def main() -> None:
         listener = await serve(server, host, port)

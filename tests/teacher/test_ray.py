@@ -51,3 +51,29 @@ def test_generate_from_inside_a_ray_task(ray_cluster, server_factory, problems, 
     assert summary["ok"] == 12 and summary["paid"] == 12
     again = ray.get(trial.remote(problems[:12], teacher, out, cache))
     assert again["requests"] == 0 and server.duplicates() == {}
+
+
+def test_actors_stop_together_on_402_and_a_top_up_pays_only_for_the_rest(ray_cluster, server_factory, problems,
+                                                                          teacher_config, tmp_path):
+    from distill_ray.teacher.client import CreditsExhausted
+
+    model = "deepseek/r1-sim"
+    flagged = problems[7]
+    server = server_factory(teachers={model: {"style": "verbose", "correct_rate": 0.5}},
+                            profile={"error_in_200_rate": 1.0, "first_attempt_only": True,
+                                     "moderation_prompts": [flagged["prompt"]]})
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-sim")
+    teacher = teacher_config(server.base_url, model, provider="openrouter", actors=2, concurrency=8,
+                             api_key_file=str(key_file))
+    server.set_spend_limit(0.004)  # a few answers' worth: the 402 comes to both actors mid-run
+    out, cache = str(tmp_path / "o"), str(tmp_path / "c")
+    with pytest.raises(CreditsExhausted, match="credits"):
+        generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
+    stored = [r for r in pq.read_table(tmp_path / "o" / "traces.parquet").to_pylist() if r["status"] == "ok"]
+    assert 1 <= len(stored) == server.billed() < len(problems) - 1  # every paid answer is stored
+    server.set_spend_limit(None)  # topped up
+    summary = generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
+    assert summary["ok"] == len(problems) - 1 and summary["failure_reasons"] == {"moderation": 1}
+    assert summary["paid"] == len(problems) - 1 - len(stored) and summary["complete"]
+    assert server.duplicates() == {} and server.billed() == len(problems) - 1
