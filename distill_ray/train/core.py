@@ -5,12 +5,17 @@ which only supplies a different `Context` (rank, world, where checkpoints go, wh
     from distill_ray.train.core import train_local
     summary = train_local(examples, student, training, "runs/demo")
 
+Data: `train_local` and `train_with_ray` tokenise the examples once into an Arrow file (data.prepare_dataset);
+`run_training` memory-maps it, so workers share its pages and no example travels in a config.
+
 Exactness: a step's global batch is exactly `training.global_batch` examples (seeded, see data.py), split over ranks
-in shares differing by at most one; every rank runs the same number of micro-batches (filler passes carry no
-loss), so ZeRO's collectives stay in lockstep. The loss of a micro-batch is its summed token loss divided by the
-number of loss tokens in the *whole global batch*, so summing gradients over micro-batches and ranks gives the
-per-token mean of the global batch (not a mean of per-batch means). Ranks average gradients (DeepSpeed, and the
-plain all-reduce below), so each rank multiplies its loss by the world size to turn that average into a sum.
+by tokens (longest first to the lightest rank; `balance: examples` gives shares differing by at most one); every
+rank runs the same number of micro-batches (filler passes carry no loss), so ZeRO's collectives stay in lockstep.
+The loss of a micro-batch is its summed token loss divided by the number of loss tokens in the *whole global batch*
+(logits in chunks of `loss_chunk_tokens`, fp32, recomputed in the backward; or liger's fused kernel), so summing
+gradients over micro-batches and ranks gives the per-token mean of the global batch (not a mean of per-batch
+means). Ranks average gradients (DeepSpeed, and the plain all-reduce below), so each rank multiplies its loss by the
+world size to turn that average into a sum.
 
 Checkpoints (every `checkpoint_every` steps and at the last step) hold `adapter/` (PEFT format: adapter_config.json
 + adapter_model.safetensors, loadable by PeftModel.from_pretrained and vLLM's LoRARequest; gathered from ZeRO-3

@@ -4,6 +4,8 @@ micro-batches (packed or padded) and the per-token loss normaliser.
     encoded = encode_examples(tokenizer, examples, max_length=4096)
     indices = global_batch_indices(len(encoded), step, global_batch=50, seed=0)
     share = rank_share(indices, rank, world)            # sizes differ by at most one: 50 over 3 ranks = 17, 17, 16
+    shares = rank_shares(indices, lengths, world)       # or balanced by tokens (the training default)
+    data = TokenizedDataset(prepare_dataset(examples, student, 4096, "runs/x/dataset"))   # memory-mapped file
     micro = make_micro_batches([encoded[i] for i in share], micro_batch=8, packing=True, pad_id=0)
 
 Every example carries *pre-shifted* targets (target[t] is the token after t when that token belongs to the response,

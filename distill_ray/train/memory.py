@@ -142,12 +142,12 @@ def estimate_train_memory(student, training, *, device: str = "cuda", world: int
               else training.micro_batch * training.max_length)
     per_layer = _activation_bytes_per_token_layer(s, act, student.lora)
     transient = tokens * 2 * s["hidden"] * act  # the backward's incoming and outgoing hidden-state gradients
-    no_ckpt = tokens * per_layer * s["layers"] + transient
-    ckpt = tokens * s["hidden"] * act * s["layers"] + tokens * per_layer + transient
     if student.lora.expert_lora and s["experts"]:
         # PEFT's target_parameters wrapper forms each fused expert tensor's delta (E x out x in), the adapted weight,
         # and in the backward that weight's gradient, one layer at a time
         transient += 3 * s["experts"] * 3 * s["hidden"] * s["expert_intermediate"] * act
+    no_ckpt = tokens * per_layer * s["layers"] + transient
+    ckpt = tokens * s["hidden"] * act * s["layers"] + tokens * per_layer + transient
     chunk = min(tokens, training.loss_chunk_tokens)
     # head output (compute dtype), its fp32 copy, the fp32 softmax gradient; the selected hidden states
     logits = chunk * s["vocab"] * (act + 4 + 4) + tokens * s["hidden"] * act
