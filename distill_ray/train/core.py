@@ -100,6 +100,13 @@ def lora_targets(model: nn.Module, lora) -> tuple[list[str], list[str]]:
     """(target_modules, target_parameters) for PEFT. Expert LoRA adapts the fused expert weights of Qwen3-MoE-style
     blocks through `target_parameters`; the router (`mlp.gate`) is never targeted, so it stays frozen."""
     modules = list(lora.target_modules)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    unmatched = [t for t in modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        # e.g. gate_proj/up_proj/down_proj on Qwen3-MoE, whose MLP is fused 3-D expert tensors, not Linear layers
+        hint = " (this model's experts are fused tensors: adapt them with expert_lora: true)" if any(
+            n.endswith("experts.gate_up_proj") for n, _ in model.named_parameters()) else ""
+        raise AdapterNotAppliedError(f"lora.target_modules {unmatched} match no linear layer of the model{hint}")
     params: list[str] = []
     if lora.expert_lora:
         names = {n for n, _ in model.named_parameters()}
