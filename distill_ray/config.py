@@ -176,6 +176,12 @@ class TrainingConfig(Strict):
     global_batch: int = Field(50, ge=1)
     micro_batch: int = Field(8, ge=1)  # examples per forward/backward (an upper bound when packing by tokens)
     micro_batch_tokens: int | None = Field(None, ge=16)  # packing: fill each forward up to this many tokens
+    # Ranks get equal token counts (longest-first assignment) or equal example counts (contiguous shares).
+    balance: Literal["tokens", "examples"] = "tokens"
+    # The loss: hidden states x LM head in chunks of this many target tokens, fp32 logits per chunk, recomputed in
+    # the backward ("chunked"), or liger-kernel's fused linear cross-entropy on CUDA ("liger", the `gpu` extra).
+    loss_kernel: Literal["chunked", "liger"] = "chunked"
+    loss_chunk_tokens: int = Field(4096, ge=16)
     max_length: int = Field(4096, ge=16)
     checkpoint_every: int = Field(100, ge=1)  # steps
     packing: bool = True

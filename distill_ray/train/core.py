@@ -5,12 +5,17 @@ which only supplies a different `Context` (rank, world, where checkpoints go, wh
     from distill_ray.train.core import train_local
     summary = train_local(examples, student, training, "runs/demo")
 
+Data: `train_local` and `train_with_ray` tokenise the examples once into an Arrow file (data.prepare_dataset);
+`run_training` memory-maps it, so workers share its pages and no example travels in a config.
+
 Exactness: a step's global batch is exactly `training.global_batch` examples (seeded, see data.py), split over ranks
-in shares differing by at most one; every rank runs the same number of micro-batches (filler passes carry no
-loss), so ZeRO's collectives stay in lockstep. The loss of a micro-batch is its summed token loss divided by the
-number of loss tokens in the *whole global batch*, so summing gradients over micro-batches and ranks gives the
-per-token mean of the global batch (not a mean of per-batch means). Ranks average gradients (DeepSpeed, and the
-plain all-reduce below), so each rank multiplies its loss by the world size to turn that average into a sum.
+by tokens (longest first to the lightest rank; `balance: examples` gives shares differing by at most one); every
+rank runs the same number of micro-batches (filler passes carry no loss), so ZeRO's collectives stay in lockstep.
+The loss of a micro-batch is its summed token loss divided by the number of loss tokens in the *whole global batch*
+(logits in chunks of `loss_chunk_tokens`, fp32, recomputed in the backward; or liger's fused kernel), so summing
+gradients over micro-batches and ranks gives the per-token mean of the global batch (not a mean of per-batch
+means). Ranks average gradients (DeepSpeed, and the plain all-reduce below), so each rank multiplies its loss by the
+world size to turn that average into a sum.
 
 Checkpoints (every `checkpoint_every` steps and at the last step) hold `adapter/` (PEFT format: adapter_config.json
 + adapter_model.safetensors, loadable by PeftModel.from_pretrained and vLLM's LoRARequest; gathered from ZeRO-3
@@ -43,14 +48,13 @@ from torch import nn
 
 from distill_ray.train.data import (
     IGNORE,
-    EncodedExample,
-    encode_examples,
+    TokenizedDataset,
     global_batch_indices,
-    group_examples,
     make_micro_batches,
     micro_batches_per_rank,
-    rank_share,
-    truncation_stats,
+    passes_per_rank,
+    prepare_dataset,
+    rank_shares,
 )
 from distill_ray.train.models import (
     best_attention,
@@ -96,6 +100,13 @@ def lora_targets(model: nn.Module, lora) -> tuple[list[str], list[str]]:
     """(target_modules, target_parameters) for PEFT. Expert LoRA adapts the fused expert weights of Qwen3-MoE-style
     blocks through `target_parameters`; the router (`mlp.gate`) is never targeted, so it stays frozen."""
     modules = list(lora.target_modules)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    unmatched = [t for t in modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        # e.g. gate_proj/up_proj/down_proj on Qwen3-MoE, whose MLP is fused 3-D expert tensors, not Linear layers
+        hint = " (this model's experts are fused tensors: adapt them with expert_lora: true)" if any(
+            n.endswith("experts.gate_up_proj") for n, _ in model.named_parameters()) else ""
+        raise AdapterNotAppliedError(f"lora.target_modules {unmatched} match no linear layer of the model{hint}")
     params: list[str] = []
     if lora.expert_lora:
         names = {n for n, _ in model.named_parameters()}
@@ -152,17 +163,60 @@ def apply_lora(model: nn.Module, lora, seed: int) -> tuple[nn.Module, int]:
     return peft_model, got
 
 
+def _chunk_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    return nn.functional.cross_entropy(head(hidden).float(), labels, reduction="sum")
+
+
+def chunked_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module, chunk: int) -> torch.Tensor:
+    """Summed cross-entropy of `head(hidden)` against `labels`, never holding more than `chunk` rows of logits.
+
+    Each chunk's fp32 logits are computed, reduced to a scalar and dropped; the backward recomputes them one chunk at
+    a time (non-reentrant checkpoint), so the logits peak is chunk x vocab instead of tokens x vocab, forward and
+    backward. One chunk (tokens <= chunk) is the plain computation, with no recompute.
+    """
+    if hidden.shape[0] <= chunk:
+        return _chunk_loss(hidden, labels, head)
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk):
+        total = total + checkpoint(_chunk_loss, hidden[start:start + chunk], labels[start:start + chunk], head,
+                                   use_reentrant=False)
+    return total
+
+
+def liger_token_loss(hidden: torch.Tensor, labels: torch.Tensor, head: nn.Module) -> torch.Tensor:
+    """liger-kernel's fused linear cross-entropy (CUDA only): logits and their gradient are produced chunk by chunk
+    inside one kernel launch sequence and never stored. The gradient w.r.t. the input is computed in the forward, so
+    under ZeRO-3 the (frozen) head weight is gathered for the forward only."""
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    fused = LigerFusedLinearCrossEntropyLoss(reduction="sum")
+    weight, bias = head.weight, getattr(head, "bias", None)
+    if hasattr(weight, "ds_id"):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([weight], modifier_rank=None):
+            out = fused(weight, hidden, labels, bias)
+    else:
+        out = fused(weight, hidden, labels, bias)
+    return (out[0] if isinstance(out, tuple) else out).float()
+
+
 class CausalLMLoss(nn.Module):
     """Summed token loss of pre-shifted targets, computing logits only where there is a target.
 
-    Skipping the LM head on prompt positions saves compute and (on 128K-vocab models) most of the logits memory.
+    Skipping the LM head on prompt positions saves compute and (on 128K-vocab models) most of the logits memory;
+    the rest is computed in chunks of `chunk_tokens` rows (`chunked_token_loss`) or by liger's fused kernel.
     A pass with no target (filler micro-batch) still runs the whole graph with weight 0, so every trainable
     parameter receives a gradient and collective hooks fire identically on every rank.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, chunk_tokens: int = 4096, kernel: str = "chunked"):
         super().__init__()
         self.model = model
+        self.chunk_tokens = chunk_tokens
+        self.kernel = kernel
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -178,9 +232,11 @@ class CausalLMLoss(nn.Module):
             keep[0] = True
             weight = 0.0
         selected = hidden.reshape(-1, hidden.shape[-1])[keep]
-        logits = base.get_output_embeddings()(selected).float()
         labels = flat_targets[keep].clamp(min=0)
-        return nn.functional.cross_entropy(logits, labels, reduction="sum") * weight
+        head = base.get_output_embeddings()
+        if self.kernel == "liger":
+            return liger_token_loss(selected, labels, head) * weight
+        return chunked_token_loss(selected, labels, head, self.chunk_tokens) * weight
 
 
 def lr_lambda(total_steps: int, warmup_ratio: float, schedule: str) -> Callable[[int], float]:
@@ -250,7 +306,9 @@ def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
     peft_model, trainable = apply_lora(base, student.lora, seed=training.seed)
     if use_ds and student.deepspeed_stage == 3:
         _mark_moe_leaves(peft_model)
-    loss_module = CausalLMLoss(peft_model)
+    if training.loss_kernel == "liger" and not on_gpu:
+        raise ValueError("training.loss_kernel: liger needs a CUDA device (liger-kernel is Triton); use chunked")
+    loss_module = CausalLMLoss(peft_model, training.loss_chunk_tokens, training.loss_kernel)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=training.learning_rate, weight_decay=training.weight_decay,
                                   betas=(0.9, 0.999), eps=1e-8)
@@ -360,6 +418,17 @@ def load_checkpoint(setup: Setup, ctx: Context, folder: str) -> dict:
 # the loop
 
 
+@dataclass(frozen=True)
+class _Sized:
+    """Stands in for an example where only its length matters (counting another rank's passes)."""
+
+    n: int
+
+    @property
+    def input_ids(self) -> range:
+        return range(self.n)
+
+
 def _all_reduce_sum(value: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         import torch.distributed as dist
@@ -368,16 +437,19 @@ def _all_reduce_sum(value: torch.Tensor, world: int) -> torch.Tensor:
     return value
 
 
-def run_training(examples: list[dict], student, training, ctx: Context) -> dict:
-    """Train (or resume) to `training.steps`; returns a summary (the same on every rank)."""
+def run_training(dataset: str, student, training, ctx: Context) -> dict:
+    """Train (or resume) to `training.steps` on the tokenised dataset file `dataset` (data.prepare_dataset);
+    returns a summary (the same on every rank)."""
     torch.manual_seed(training.seed)
     tokenizer = load_tokenizer(student)
-    encoded: list[EncodedExample] = encode_examples(tokenizer, examples, training.max_length)
-    stats = truncation_stats(encoded)
+    encoded = TokenizedDataset(dataset)
+    stats = encoded.stats
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total_steps = training.steps
-    per_rank = micro_batches_per_rank(training.global_batch, ctx.world, training.micro_batch)
-    setup = setup_model(student, training, ctx, per_rank)
+    budget = training.micro_batch_tokens if training.packing else None
+    # DeepSpeed's accumulation field is bookkeeping only (the core sets the boundary itself, see deepspeed_config.py)
+    setup = setup_model(student, training, ctx,
+                        micro_batches_per_rank(training.global_batch, ctx.world, training.micro_batch))
 
     start, loss_curve, consumed_tokens, consumed_examples, digest = 0, [], 0, 0, ""
     if ctx.resume_dir:
@@ -402,13 +474,13 @@ def run_training(examples: list[dict], student, training, ctx: Context) -> dict:
                     raise InjectedFault(f"injected fault at step {step}")
                 os._exit(1)  # a worker dies without cleanup, as a pre-empted or OOM-killed one would
         indices = global_batch_indices(len(encoded), step, training.global_batch, training.seed)
-        norm = sum(encoded[i].loss_tokens for i in indices)  # loss tokens in the whole global batch
-        budget = training.micro_batch_tokens if training.packing else None
-        share = [encoded[i] for i in rank_share(indices, ctx.rank, ctx.world)]
-        if budget is not None:
-            # Token-budget packing: ranks may need different numbers of passes; all run the largest number.
-            per_rank = max(len(group_examples([encoded[i] for i in rank_share(indices, r, ctx.world)],
-                                              training.micro_batch, budget)) for r in range(ctx.world))
+        norm = int(sum(int(encoded.loss_tokens[i]) for i in indices))  # loss tokens in the whole global batch
+        shares = rank_shares(indices, encoded.lengths, ctx.world, training.balance)
+        # Ranks may need different numbers of passes (token-balanced shares, token budgets); all run the largest
+        # number, computed identically on every rank from the lengths alone (no tokens are read for other ranks).
+        per_rank = passes_per_rank([[_Sized(int(encoded.lengths[i])) for i in s] for s in shares],
+                                   training.micro_batch, budget)
+        share = [encoded[i] for i in shares[ctx.rank]]
         micro = make_micro_batches(share, training.micro_batch, training.packing, pad_id, count=per_rank,
                                    max_tokens=budget)
         scale = ctx.world / max(1, norm)
@@ -521,7 +593,9 @@ def train_local(examples: list[dict], student, training, output_dir: str, *, res
     if not device.startswith("cuda"):
         torch.set_num_threads(max(1, int(student.cpus_per_worker)))
     try:
-        summary = run_training(examples, student, training, ctx)
+        summary = run_training(prepare_dataset(examples, student, training.max_length,
+                                               os.path.join(os.path.abspath(output_dir), "dataset")),
+                               student, training, ctx)
     finally:
         torch.set_num_threads(threads)
     for folder in sorted(glob.glob(os.path.join(ckpt_root, "step-*"))):

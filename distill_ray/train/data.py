@@ -4,6 +4,8 @@ micro-batches (packed or padded) and the per-token loss normaliser.
     encoded = encode_examples(tokenizer, examples, max_length=4096)
     indices = global_batch_indices(len(encoded), step, global_batch=50, seed=0)
     share = rank_share(indices, rank, world)            # sizes differ by at most one: 50 over 3 ranks = 17, 17, 16
+    shares = rank_shares(indices, lengths, world)       # or balanced by tokens (the training default)
+    data = TokenizedDataset(prepare_dataset(examples, student, 4096, "runs/x/dataset"))   # memory-mapped file
     micro = make_micro_batches([encoded[i] for i in share], micro_batch=8, packing=True, pad_id=0)
 
 Every example carries *pre-shifted* targets (target[t] is the token after t when that token belongs to the response,
@@ -22,8 +24,10 @@ Not guaranteed: truncation cuts the end of the response (the prompt is kept); an
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -128,6 +132,32 @@ def rank_share(indices: list[int], rank: int, world: int) -> list[int]:
     return indices[start:start + base + (1 if rank < extra else 0)]
 
 
+def rank_shares(indices: list[int], lengths: Sequence[int], world: int, balance: str = "tokens") -> list[list[int]]:
+    """Every rank's part of a global batch; together exactly `indices`, each once.
+
+    balance="examples": contiguous shares whose sizes differ by at most one (`rank_share`).
+    balance="tokens": longest example first, each to the rank holding the fewest tokens so far (ties: fewer
+    examples, then the lower rank), so the ranks' token counts differ by at most the longest example's length.
+    Both are pure functions of (indices, lengths, world): every rank computes every other rank's share (and so its
+    number of passes) without communicating. Each share keeps the global batch's order.
+    """
+    if balance == "examples" or world == 1:
+        return [rank_share(indices, r, world) for r in range(world)]
+    order = sorted(range(len(indices)), key=lambda k: (-int(lengths[indices[k]]), k))
+    tokens = [0] * world
+    members: list[list[int]] = [[] for _ in range(world)]
+    for k in order:
+        r = min(range(world), key=lambda q: (tokens[q], len(members[q]), q))
+        members[r].append(k)
+        tokens[r] += int(lengths[indices[k]])
+    return [[indices[k] for k in sorted(m)] for m in members]
+
+
+def passes_per_rank(shares: list[list[EncodedExample]], micro_batch: int, max_tokens: int | None) -> int:
+    """The number of forward/backward passes every rank runs this step: the most any rank's share needs."""
+    return max(1, max(len(group_examples(s, micro_batch, max_tokens)) for s in shares))
+
+
 def micro_batches_per_rank(global_batch: int, world: int, micro_batch: int) -> int:
     """The number of forward/backward passes every rank runs per step (ranks with less data run empty passes)."""
     return max(1, math.ceil(math.ceil(global_batch / world) / micro_batch))
@@ -135,11 +165,27 @@ def micro_batches_per_rank(global_batch: int, world: int, micro_batch: int) -> i
 
 def group_examples(examples: list[EncodedExample], micro_batch: int, max_tokens: int | None = None
                    ) -> list[list[EncodedExample]]:
-    """Consecutive groups of at most `micro_batch` examples and (when given) at most `max_tokens` tokens.
+    """Groups of at most `micro_batch` examples and (when given) at most `max_tokens` tokens.
 
-    An example longer than `max_tokens` gets a group of its own. Order is kept, so the grouping is a pure function
-    of the share, which lets every rank compute every other rank's number of passes without communicating.
+    Without `max_tokens`: consecutive groups, order kept. With it: first-fit decreasing (longest first, into the
+    first group with room), which fills token-budgeted rows far better than cutting the share in order; an example
+    longer than `max_tokens` gets a group of its own. Either way the grouping is a pure function of the share, which
+    lets every rank compute every other rank's number of passes without communicating.
     """
+    if max_tokens is not None:
+        bins: list[list[EncodedExample]] = []
+        room: list[int] = []
+        for e in sorted(examples, key=lambda x: -len(x.input_ids)):
+            n = len(e.input_ids)
+            for b, left in enumerate(room):
+                if left >= n and len(bins[b]) < micro_batch:
+                    bins[b].append(e)
+                    room[b] -= n
+                    break
+            else:
+                bins.append([e])
+                room.append(max_tokens - n)
+        return bins
     groups: list[list[EncodedExample]] = []
     current: list[EncodedExample] = []
     tokens = 0
@@ -201,3 +247,101 @@ def _pad(group: list[EncodedExample], pad_id: int) -> MicroBatch:
         mask[row, :n] = 1
     pos = torch.arange(width).unsqueeze(0).expand(len(group), -1).contiguous()
     return MicroBatch(ids, pos, tgt, mask, len(group), sum(e.loss_tokens for e in group))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the tokenised dataset as one memory-mapped file
+
+
+DATASET_VERSION = 1
+
+
+def write_dataset(encoded: list[EncodedExample], path: str) -> str:
+    """Write tokenised examples to one Arrow IPC file (int32 token lists), atomically; returns `path`.
+
+    Workers open it with `TokenizedDataset` (memory-mapped): the pages are the OS page cache's, shared by every
+    worker of a node, and a worker's private memory holds only the step it is computing.
+    """
+    import os
+    import tempfile
+
+    import pyarrow as pa
+
+    stats = truncation_stats(encoded)
+    table = pa.table({
+        "id": pa.array([e.id for e in encoded], pa.string()),
+        "input_ids": pa.array([list(e.input_ids) for e in encoded], pa.list_(pa.int32())),
+        "targets": pa.array([list(e.targets) for e in encoded], pa.list_(pa.int32())),
+        "truncated_tokens": pa.array([e.truncated_tokens for e in encoded], pa.int32()),
+        "loss_tokens": pa.array([e.loss_tokens for e in encoded], pa.int32()),
+    })
+    table = table.replace_schema_metadata({"distill_ray": json.dumps({"version": DATASET_VERSION, **stats})})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tokens-", dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table, max_chunksize=max(1, len(encoded)))  # one record batch: flat offsets
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class TokenizedDataset:
+    """A read-only sequence of EncodedExample backed by a memory-mapped Arrow IPC file (see `write_dataset`).
+
+    Per-example lengths and loss-token counts are small numpy arrays read up front (the batch and balance logic needs
+    them for every step); token ids are sliced out of the mapped file only when an example is used.
+    """
+
+    def __init__(self, path: str):
+        import numpy as np
+        import pyarrow as pa
+
+        self.path = path
+        self._source = pa.memory_map(path, "r")
+        reader = pa.ipc.open_file(self._source)
+        meta = json.loads((reader.schema.metadata or {}).get(b"distill_ray", b"{}"))
+        if meta.get("version") != DATASET_VERSION:
+            raise ValueError(f"{path}: not a distill-ray tokenised dataset (version {meta.get('version')!r})")
+        self.stats = {k: int(v) for k, v in meta.items() if k != "version"}
+        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+        batch = batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+        ids, targets = batch.column("input_ids"), batch.column("targets")
+        self._offsets = ids.offsets.to_numpy()
+        self._ids = ids.values.to_numpy(zero_copy_only=True)  # views of the mapped file
+        self._targets = targets.values.to_numpy(zero_copy_only=True)
+        self._names = batch.column("id")
+        self._truncated = batch.column("truncated_tokens").to_numpy()
+        self.lengths = np.diff(self._offsets)
+        self.loss_tokens = batch.column("loss_tokens").to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> EncodedExample:
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        return EncodedExample(self._names[i].as_py(), tuple(self._ids[lo:hi].tolist()),
+                              tuple(self._targets[lo:hi].tolist()), int(self._truncated[i]))
+
+
+def prepare_dataset(examples: list[dict], student, max_length: int, folder: str) -> str:
+    """Tokenise TrainExample rows once (on the driver) into `folder/tokens-<key>.arrow`; returns the file's path.
+
+    The key hashes the rows, the tokenizer's model and revision, and max_length, so a resumed or repeated run
+    reuses the file and a changed input never reads a stale one.
+    """
+    import hashlib
+    import os
+
+    from distill_ray.train.models import load_tokenizer
+
+    digest = hashlib.sha256(json.dumps(
+        {"v": DATASET_VERSION, "model": student.model, "revision": student.revision, "max_length": max_length,
+         "rows": [[str(e.get("id", "")), e["prompt"], e["response"]] for e in examples]}).encode()).hexdigest()[:20]
+    path = os.path.join(folder, f"tokens-{digest}.arrow")
+    if not os.path.exists(path):
+        write_dataset(encode_examples(load_tokenizer(student), examples, max_length), path)
+    return path

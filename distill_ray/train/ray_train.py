@@ -13,6 +13,9 @@ Train controller and workers ask the cluster for their own resources: `tune.with
 (Tune refuses an empty request; reserving whole CPUs for the trial would starve its workers on a small machine).
 Checked on Ray 2.60: a Tune function trial running a 2-worker ZeRO-2 TorchTrainer needs no environment variable.
 
+The examples are tokenised once on the caller's side into OUTPUT_DIR/dataset/tokens-<key>.arrow (data.py); workers
+memory-map that file, and `train_loop_config` carries only its path.
+
 Checkpoints land in OUTPUT_DIR/ray_train/step-NNNNNN/ (adapter/ from rank 0, state/ merged from every rank). When a
 worker dies, Ray restarts the whole group (up to `training.max_failures` times); each worker then reads
 `ray.train.get_checkpoint()` and the core resumes at that step, so the run ends at the same final step having
@@ -70,7 +73,7 @@ def _worker(config: dict) -> None:
     ctx = Context(rank=rank, world=world, device=str(device), resume_dir=resume_dir, save=save,
                   report=lambda metrics: None, scratch=scratch, fault=config.get("fault"))
     try:
-        run_training(config["examples"], student, training, ctx)
+        run_training(config["dataset"], student, training, ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -89,6 +92,7 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from distill_ray.train.data import prepare_dataset
     from distill_ray.train.models import cache_root, resolve_model_path
 
     if student.model.startswith("builtin:"):
@@ -109,8 +113,11 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
         from ray.tune.integration.ray_train import TuneReportCallback
 
         callbacks.append(TuneReportCallback())
+    # Tokenised once here, into one file every worker memory-maps: the examples never travel in the config, and
+    # a node's workers share the file's pages instead of each holding the dataset as Python objects.
+    dataset = prepare_dataset(examples, student, training.max_length, os.path.join(storage, "dataset"))
     config = {
-        "examples": examples,
+        "dataset": dataset,
         "student": student.model_dump(),
         "training": training.model_dump(),
         "cache_root": cache_root(),

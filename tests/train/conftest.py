@@ -30,8 +30,8 @@ def concise_examples():
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    """A 3-CPU local Ray (logical CPUs: two workers plus the Train controller), shut down after the module."""
+    """A 4-CPU local Ray (logical CPUs: up to three workers plus the Train controller), shut down after the module."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

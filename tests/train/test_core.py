@@ -62,11 +62,19 @@ def test_unapplied_adapter_is_an_error(tmp_path, monkeypatch):
     training = TrainingConfig(samples=10, global_batch=10)
     ctx = Context(0, 1, "cpu", None, lambda *a: None, lambda m: None, str(tmp_path))
     assert setup_model(student, training, ctx, 1).trainable == 2 * 4 * (128 + 128)
-    # a config whose targets the model lacks: PEFT wraps nothing of what was asked
+    # a config whose targets the model lacks: refused before PEFT silently wraps only part of what was asked
     bad = student.model_copy(update={"lora": LoraConfig(r=4, alpha=8, target_modules=["q_proj", "wq"])})
+    with pytest.raises(AdapterNotAppliedError, match=r"target_modules \['wq'\] match no linear layer"):
+        setup_model(bad, training, ctx, 1)
+    # the dense MLP's names on the fused-expert MoE: the error says how its MLP is adapted
+    moe = StudentConfig(model="builtin:tiny-qwen3-moe",
+                        lora=LoraConfig(r=4, alpha=8, target_modules=["q_proj", "gate_proj", "up_proj", "down_proj"]))
+    with pytest.raises(AdapterNotAppliedError, match="fused tensors: adapt them with expert_lora: true"):
+        setup_model(moe, training, ctx, 1)
+    # PEFT training a different count than the config implies is caught too
     monkeypatch.setattr(core, "expected_trainable_parameters", lambda *a: 2 * 4 * (128 + 128) + 4 * (128 + 128))
     with pytest.raises(AdapterNotAppliedError, match="got 2048, the config implies 3072"):
-        setup_model(bad, training, ctx, 1)
+        setup_model(student, training, ctx, 1)
 
 
 def test_expert_lora_adapts_fused_experts_and_leaves_router_frozen(tmp_path):

@@ -12,13 +12,20 @@ from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
 from distill_ray.train.core import Context, setup_model
 from distill_ray.train.data import (
     IGNORE,
+    EncodedExample,
+    TokenizedDataset,
     encode_example,
     encode_examples,
     global_batch_indices,
+    group_examples,
     make_micro_batches,
     micro_batches_per_rank,
+    passes_per_rank,
+    prepare_dataset,
     rank_share,
+    rank_shares,
     truncation_stats,
+    write_dataset,
 )
 from distill_ray.train.models import build_chat_prompt, load_tokenizer
 
@@ -109,3 +116,71 @@ def test_packing_gives_the_same_loss_and_gradients_as_padding(student, tmp_path,
     assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
     for a, b in zip(packed_grads, padded_grads):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def _example(i: int, n: int) -> EncodedExample:
+    return EncodedExample(str(i), tuple(range(n)), tuple([IGNORE] * (n // 2) + list(range(n - n // 2))), 0)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4, 8])
+def test_token_balanced_shares_keep_the_exact_global_batch(world):
+    """Shares by tokens: together exactly the global batch, each once; token counts within one longest example of
+    each other; far more even in tokens than shares by count on a long-tailed length mix."""
+    import random
+
+    rng = random.Random(world)
+    lengths = [int(rng.lognormvariate(6.5, 0.8)) + 1 for _ in range(300)]
+    for step in (0, 3, 7):
+        batch = global_batch_indices(len(lengths), step, 50, seed=1)
+        shares = rank_shares(batch, lengths, world, "tokens")
+        assert sorted(i for s in shares for i in s) == sorted(batch)
+        assert all(s == sorted(s, key=batch.index) for s in shares)  # each share keeps the batch's order
+        tokens = [sum(lengths[i] for i in s) for s in shares]
+        assert max(tokens) - min(tokens) <= max(lengths[i] for i in batch)
+        by_count = [sum(lengths[i] for i in rank_share(batch, r, world)) for r in range(world)]
+        assert max(tokens) - min(tokens) <= max(by_count) - min(by_count)
+        assert rank_shares(batch, lengths, world, "examples") == [rank_share(batch, r, world) for r in range(world)]
+        # every rank counts the same number of passes from lengths alone; no share needs more
+        examples = [[_example(i, lengths[i]) for i in s] for s in shares]
+        passes = passes_per_rank(examples, 8, 4096)
+        for share in examples:
+            groups = group_examples(share, 8, 4096)
+            assert len(groups) <= passes
+            assert sorted(e.id for g in groups for e in g) == sorted(e.id for e in share)
+
+
+@pytest.mark.parametrize("label,lengths,budget,rows", [
+    ("first fit decreasing fills rows", [600, 500, 400, 300, 200, 100], 1000, 3),  # in order: 5 rows
+    ("an example over budget rides alone", [1500, 200, 200], 1000, 2),
+    ("row count capped by micro_batch", [10] * 10, 1000, 3),  # micro_batch 4: 4 + 4 + 2
+])
+def test_token_budget_rows(label, lengths, budget, rows):
+    groups = group_examples([_example(i, n) for i, n in enumerate(lengths)], 4, budget)
+    assert len(groups) == rows, label
+    assert all(len(g) <= 4 and (len(g) == 1 or sum(len(e.input_ids) for e in g) <= budget) for g in groups)
+
+
+def test_dataset_file_round_trips_and_is_memory_mapped(tmp_path, concise_examples):
+    examples = concise_examples("math", 20)
+    path = prepare_dataset(examples, LLAMA, 64, str(tmp_path))
+    assert prepare_dataset(examples, LLAMA, 64, str(tmp_path)) == path  # reused, not rewritten
+    assert prepare_dataset(examples, LLAMA, 48, str(tmp_path)) != path  # max_length is part of the key
+    want = encode_examples(load_tokenizer(LLAMA), examples, 64)
+    data = TokenizedDataset(path)
+    assert len(data) == 20 and [data[i] for i in range(20)] == want
+    assert data.stats == truncation_stats(want) and data.stats["truncated_examples"] > 0
+    assert list(data.lengths) == [len(e.input_ids) for e in want]
+    assert list(data.loss_tokens) == [e.loss_tokens for e in want]
+    assert not data._ids.flags.owndata  # a view of the mapped file, not a copy
+
+
+def test_a_file_that_is_not_a_dataset_is_refused(tmp_path):
+    import pyarrow as pa
+
+    path = str(tmp_path / "other.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, pa.schema([("x", pa.int32())])) as writer:
+        writer.write_table(pa.table({"x": pa.array([1], pa.int32())}))
+    with pytest.raises(ValueError, match="not a distill-ray tokenised dataset"):
+        TokenizedDataset(path)
+    write_dataset([_example(0, 4)], str(tmp_path / "ok.arrow"))
+    assert TokenizedDataset(str(tmp_path / "ok.arrow"))[0] == _example(0, 4)

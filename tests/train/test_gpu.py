@@ -25,6 +25,6 @@ def test_bf16_training_on_gpu_learns_and_reloads(tmp_path, concise_examples):
 @pytest.mark.slow
 def test_real_size_benchmark_llama(benchmark_script):
     summary = benchmark_script("train_throughput").main(["--model", "llama-3.1-8b", "--steps", "2", "--warmup", "1",
-                                                        "--batch", "16"])
+                                                        "--batch", "16", "--checkpointing", "both"])
     result = summary["models"]["llama-3.1-8b"]
-    assert result["core"]["tokens_per_s"] > 0 and result["core"]["mfu_4n"] > 0
+    assert result["core"]["tokens_per_s"] > 0 and result["core"]["mfu"] > 0

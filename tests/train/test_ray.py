@@ -1,6 +1,7 @@
-"""Ray Train V2 + DeepSpeed on 2 CPU workers: ZeRO-2 (tiny Llama) and ZeRO-3 (tiny Qwen3-MoE) reproduce the
-single-process run step for step (exact global batch, per-token loss over ranks), and a worker killed mid-run is
-restarted by FailureConfig, resumes from the last checkpoint and ends at the same step with the same data."""
+"""Ray Train V2 + DeepSpeed on 2 and 3 CPU workers: ZeRO-2 (tiny Llama) and ZeRO-3 (tiny Qwen3-MoE, also with
+activation checkpointing and a chunked loss) reproduce the single-process run step for step (exact global batch,
+per-token loss over ranks), and a worker killed mid-run is restarted by FailureConfig, resumes from the last
+checkpoint and ends at the same step with the same data."""
 
 from __future__ import annotations
 
@@ -45,6 +46,43 @@ def test_zero2_on_two_workers_matches_one_process(ray_cluster, tmp_path, concise
                           str(tmp_path / "local"), use_ray=False)
     assert [c["step"] for c in on_ray["checkpoints"]] == [2, 3]
     assert on_ray["examples_consumed"] == 150 and on_ray["loss_curve"][-1][1] < on_ray["loss_curve"][0][1]
+    _assert_same_run(on_ray, local, rel=1e-4)
+
+
+@pytest.mark.slow  # 90-110 s on 2 shared cores (load average ~25)
+def test_zero3_moe_lora_with_activation_checkpointing_matches_one_process(ray_cluster, tmp_path, concise_examples):
+    """seed.yaml's Qwen setting on the tiny MoE: ZeRO-3, frozen base, attention + expert LoRA, activation
+    checkpointing, a token budget and a chunked loss (so the LM head is recomputed per chunk under ZeRO-3 too).
+    Before DeepSpeed 0.19.8 this raised CheckpointError (recomputed values of shape [0]). The one-process run uses
+    neither checkpointing nor chunks nor DeepSpeed: the same maths, so losses agree to rel 1e-4 and the adapters to
+    rtol 1e-3 / atol 1e-5 (fp32 reduction order over 2 ranks)."""
+    examples = concise_examples("code", 40)
+    lora = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], expert_lora=True)
+    training = TrainingConfig(samples=60, global_batch=20, micro_batch=8, micro_batch_tokens=1024,
+                              loss_chunk_tokens=64, learning_rate=5e-3, checkpoint_every=3, max_length=192)
+    distributed = StudentConfig(model="builtin:tiny-qwen3-moe", lora=lora, deepspeed_stage=3, num_workers=2,
+                                gradient_checkpointing=True)
+    on_ray = train_student(examples, distributed, training, str(tmp_path / "ray"), use_ray=True, resume=False)
+    local = train_student(examples, StudentConfig(model="builtin:tiny-qwen3-moe", lora=lora),
+                          training.model_copy(update={"loss_chunk_tokens": 4096}), str(tmp_path / "local"),
+                          use_ray=False)
+    assert on_ray["steps"] == 3 and on_ray["examples_consumed"] == 60
+    _assert_same_run(on_ray, local, rel=1e-4)
+
+
+@pytest.mark.slow  # 90-110 s on 2 shared cores (load average ~25)
+def test_zero2_on_three_workers_with_global_batch_50_matches_one_process(ray_cluster, tmp_path, concise_examples):
+    """50 examples over 3 ranks (token-balanced shares of unequal size, filler passes where a rank has fewer):
+    the loss curve matches one process to rel 1e-4 and the final adapter to rtol 1e-3 / atol 1e-5."""
+    examples = concise_examples("math", 60)
+    lora = LoraConfig(r=4, alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    training = TrainingConfig(samples=150, global_batch=50, micro_batch=8, learning_rate=5e-3, checkpoint_every=3,
+                              max_length=192)
+    distributed = StudentConfig(model="builtin:tiny-llama", lora=lora, deepspeed_stage=2, num_workers=3)
+    on_ray = train_student(examples, distributed, training, str(tmp_path / "ray"), use_ray=True, resume=False)
+    local = train_student(examples, StudentConfig(model="builtin:tiny-llama", lora=lora), training,
+                          str(tmp_path / "local"), use_ray=False)
+    assert on_ray["steps"] == 3 and on_ray["examples_consumed"] == 150
     _assert_same_run(on_ray, local, rel=1e-4)
 
 
