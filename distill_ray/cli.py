@@ -29,7 +29,9 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import check_secrets, plan_sweep, run_sweep
+    from distill_ray.planning import plan_sweep
+    from distill_ray.stages import check_secrets
+    from distill_ray.sweep import run_sweep
 
     sweep = _load(args)
     if args.dry_run:
@@ -44,19 +46,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
     import ray
 
-    from distill_ray.sweep import _start_builtin_teachers
+    from distill_ray.stages import start_builtin_teachers
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
     os.makedirs(exp_dir, exist_ok=True)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False)
-    server, sweep = _start_builtin_teachers(sweep)
+    server, sweep = start_builtin_teachers(sweep)
     return sweep, exp_dir, server
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
+    from distill_ray.stages import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
 
     sweep, exp_dir, server = _shared_stages(args)
     try:
@@ -79,7 +81,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import grid_trials, prepare_benchmarks, run_trial
+    from distill_ray.stages import prepare_benchmarks
+    from distill_ray.sweep import grid_trials, run_trial
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -95,7 +98,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import evaluate_base, prepare_benchmarks
+    from distill_ray.stages import evaluate_base, prepare_benchmarks
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
