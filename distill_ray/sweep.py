@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from typing import Any
 
 from distill_ray import experiment as ex
 from distill_ray.config import StudentConfig, SweepConfig, trial_config
+from distill_ray.evaluate.pool import Evaluator
 from distill_ray.records import TrialDone, TrialRow
 from distill_ray.stages import (
     check_secrets,
-    evaluate_base,
     log,
     read_benchmarks,
     run_shared_stages,
@@ -71,23 +72,82 @@ def _scores_row(scores: list[dict]) -> dict[str, Any]:
     return row
 
 
-def trial_row(config: dict[str, Any], ckpt: dict, scores: list[dict], *, examples: int,
-              truncated_examples: int) -> TrialRow:
+def trial_row(config: dict[str, Any], ckpt: dict, scores: list[dict], *, examples: int) -> TrialRow:
     """The results.jsonl row of one checkpoint (records.TrialRow plus the per-benchmark and extra-axis keys)."""
     return {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
             "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
             "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],
-            "examples": examples, "truncated_examples": truncated_examples, **_scores_row(scores)}
+            "examples": examples, "truncated_examples": ckpt["truncated_examples"], **_scores_row(scores)}
 
 
-def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True) -> dict:
-    """One trial: train the adapter on its (teacher, domain) traces, evaluate every checkpoint, report each.
+class CheckpointListener:
+    """Hears of each checkpoint as soon as Ray Train has persisted it: a Ray Train callback (run in the Train
+    controller) puts its folder on a queue that the trial drains while training goes on."""
 
-    Reads only its arguments. Resumes from the trial folder: a finished trial returns its saved rows; training resumes
-    from its last checkpoint; evaluated checkpoints are not evaluated again.
+    def __init__(self) -> None:
+        import ray
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+
+    def callback(self) -> Any:
+        from ray.train import UserCallback
+
+        class PutCheckpoint(UserCallback):
+            def __init__(self, queue: Any) -> None:
+                self.queue = queue
+
+            def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+                if checkpoint is not None:
+                    self.queue.put(checkpoint.path)
+
+        return PutCheckpoint(self.queue)
+
+    def drain(self, timeout: float) -> list[str]:
+        from ray.util.queue import Empty
+
+        try:
+            items = [self.queue.get(timeout=timeout)]
+        except Empty:
+            return []
+        while not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+
+def checkpoint_info(step_dir: str) -> dict[str, Any]:
+    """records.CheckpointInfo of a persisted checkpoint folder, plus its truncated_examples, from its meta.json."""
+    meta = ex.read_json(os.path.join(step_dir, "state", "meta.json"))
+    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
+            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
+
+
+def persisted_checkpoints(train_dir: str) -> list[str]:
+    """Complete Ray Train checkpoint folders under a trial's train/ folder, in step order."""
+    import glob
+
+    from distill_ray.train.core import COMPLETE
+    from distill_ray.train.ray_train import RUN_NAME
+
+    folders = glob.glob(os.path.join(train_dir, RUN_NAME, "step-*"))
+    return sorted(f for f in folders if os.path.exists(os.path.join(f, COMPLETE)))
+
+
+def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True,
+              pools: dict[str, Any] | None = None) -> dict:
+    """One trial: train the adapter on its (teacher, domain) traces; each checkpoint, once Ray Train has persisted
+    it, goes to the student's evaluation pool (`pools[student]`; without one, an engine in this process) while
+    training continues, and its row is reported to Tune as soon as it and every earlier checkpoint are scored.
+
+    Reads only its arguments. Resumes from the trial folder: a finished trial reports its saved rows again; training
+    resumes from its last checkpoint; evaluated checkpoints (scores.json) are not evaluated again.
     """
     from distill_ray.config import sweep_from_dict
-    from distill_ray.evaluate import evaluate_checkpoint, make_engine
     from distill_ray.train import train_student
 
     config = config.get("trial", config)  # Tune passes {"trial": {...}} from the grid's param_space
@@ -96,31 +156,73 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     folder = ex.trial_dir(exp_dir, name)
     if ex.is_done(folder):
         rows = ex.read_jsonl(ex.results_file(exp_dir, name))
-        _report_to_tune(rows[-1] if rows else {})
+        for row in rows:
+            _report_to_tune(row)
         return rows[-1] if rows else {}
     teacher = sweep.teachers[config["teacher"]]
     student: StudentConfig = sweep.students[config["student"]]
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)
     if not examples:
         raise RuntimeError(f"trial {name}: no verified training examples for {config['teacher']}/{config['domain']}")
-    train = train_student(examples, student, sweep.training, ex.train_dir(exp_dir, name), use_ray=use_ray_train,
-                          resume=True)
-    benchmarks = read_benchmarks(sweep, exp_dir)
-    rows = []
-    engine = None  # loaded once, on the first checkpoint not yet evaluated, and reused for the rest
-    for ckpt in train["checkpoints"]:
-        eval_dir = ex.eval_dir(exp_dir, name, ckpt["step"])
-        if engine is None and not ex.is_scored(eval_dir):
-            engine = make_engine(student, sweep.evaluation)
-        scores = evaluate_checkpoint(student, ckpt["path"], benchmarks, sweep.evaluation, step=ckpt["step"],
-                                     samples=ckpt["samples"], output_dir=eval_dir,
-                                     allow_network_risk=sweep.allow_network_risk, engine=engine)
-        row = trial_row(config, ckpt, scores, examples=len(examples),
-                        truncated_examples=train.get("truncated_examples", 0))
-        rows.append(row)
-        _report_to_tune(row)
+    evaluator = Evaluator(sweep, config["student"], read_benchmarks(sweep, exp_dir),
+                          (pools or {}).get(config["student"]))
+    listener = CheckpointListener() if use_ray_train else None
+    outcome: dict[str, Any] = {}
+
+    def train() -> None:
+        try:
+            outcome["train"] = train_student(examples, student, sweep.training, ex.train_dir(exp_dir, name),
+                                             use_ray=use_ray_train, resume=True,
+                                             callbacks=[listener.callback()] if listener else None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the trial's own thread below
+            outcome["error"] = exc
+
+    pending: dict[int, tuple[dict, Any]] = {}  # step -> (checkpoint, future of its scores)
+    rows: list[TrialRow] = []
+
+    def submit(step_dir: str) -> None:
+        ckpt = checkpoint_info(step_dir)
+        if ckpt["step"] not in pending and ckpt["step"] <= sweep.training.steps:
+            pending[ckpt["step"]] = (ckpt, evaluator.submit(ckpt, ex.eval_dir(exp_dir, name, ckpt["step"])))
+
+    def report_ready() -> None:
+        for step in sorted(pending):
+            if rows and step <= rows[-1]["step"]:
+                continue
+            ckpt, future = pending[step]
+            if not future.done():
+                return
+            row = trial_row(config, ckpt, future.result(), examples=len(examples))
+            rows.append(row)
+            _report_to_tune(row)
+
+    if use_ray_train:
+        for step_dir in persisted_checkpoints(ex.train_dir(exp_dir, name)):
+            submit(step_dir)  # a resumed trial's checkpoints from before the restart
+    thread = threading.Thread(target=train, name=f"train-{name}", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            for step_dir in listener.drain(timeout=0.5) if listener else ():
+                submit(step_dir)
+            if listener is None:
+                thread.join(0.5)
+            report_ready()
+        if "error" in outcome:
+            raise outcome["error"]
+        summary = outcome["train"]
+        for ckpt in summary["checkpoints"]:
+            submit(os.path.dirname(ckpt["path"]))  # any the listener did not see (e.g. a run finished before)
+        while len(rows) < len(pending):
+            for _, future in pending.values():
+                future.exception()  # wait for the rest; an evaluation's error is raised by report_ready
+            report_ready()
+    finally:
+        if listener:
+            listener.close()
+        evaluator.close()
     ex.write_jsonl(ex.results_file(exp_dir, name), rows)
-    ex.mark_done(folder, TrialDone(rows=len(rows), train={k: v for k, v in train.items() if k != "checkpoints"}))
+    ex.mark_done(folder, TrialDone(rows=len(rows), train={k: v for k, v in summary.items() if k != "checkpoints"}))
     return rows[-1] if rows else {}
 
 
@@ -162,8 +264,15 @@ def _progress_callback(total: int) -> Any:
     return Progress()
 
 
-def trainable_for(exp_dir: str, sweep: SweepConfig | None = None) -> Any:
-    """The Tune trainable of an experiment (what `Tuner.restore` needs); `load_results` is the usual way in."""
+def tune_trial(config: dict[str, Any], **kwargs: Any) -> None:
+    """run_trial as a Tune function trainable. It returns nothing: Tune would record a returned dict as one more
+    result, and every checkpoint's row has already been reported."""
+    run_trial(config, **kwargs)
+
+
+def trainable_for(exp_dir: str, sweep: SweepConfig | None = None, pools: dict[str, Any] | None = None) -> Any:
+    """The Tune trainable of an experiment (what `Tuner.restore` needs; `load_results` is the usual way in), its
+    trials evaluating on `pools` (student -> EvalPool handle) when given."""
     from ray import tune
 
     from distill_ray.config import sweep_from_dict
@@ -171,7 +280,7 @@ def trainable_for(exp_dir: str, sweep: SweepConfig | None = None) -> Any:
     exp_dir = os.path.abspath(exp_dir)
     if sweep is None:
         sweep = sweep_from_dict(ex.read_json(ex.sweep_file(exp_dir)), ex.sweep_file(exp_dir))
-    trainable = tune.with_parameters(run_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir)
+    trainable = tune.with_parameters(tune_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir, pools=pools)
     resources = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in sweep.trial_resources.items()}
     return tune.with_resources(trainable, resources)
 
@@ -191,17 +300,15 @@ def load_results(exp_dir: str) -> Any:
     return tune.Tuner.restore(ex.tune_dir(exp_dir), trainable=trainable_for(exp_dir)).get_results()
 
 
-def _evaluate_bases(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> dict[str, Any]:
-    import ray
+def start_pools(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One evaluation pool per student of the grid, and its base-model evaluation queued first (when asked for)."""
+    from distill_ray.evaluate.pool import start_pool
 
-    if not sweep.evaluation.evaluate_base:
-        return {}
-    remote = ray.remote(num_cpus=1)(evaluate_base)
-    sweep_ref = ray.put(sweep)
-    futures = {s: remote.remote(sweep_ref, exp_dir, s, benchmarks) for s in sweep.grid.students}
-    base = {s: ray.get(f) for s, f in futures.items()}
-    log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
-    return base
+    pools = {s: start_pool(sweep, s, benchmarks) for s in sweep.grid.students}
+    base_refs = {}
+    if sweep.evaluation.evaluate_base:
+        base_refs = {s: pool.evaluate.remote(None, 0, 0, ex.base_dir(exp_dir, s)) for s, pool in pools.items()}
+    return pools, base_refs
 
 
 def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None = None) -> dict:
@@ -227,12 +334,14 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
         ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False)
     server, sweep = start_builtin_teachers(sweep)
+    pools: dict[str, Any] = {}
     try:
         shared = run_shared_stages(sweep, exp_dir)
-        shared["base"] = _evaluate_bases(sweep, exp_dir, shared["benchmarks"])
+        pools, base_refs = start_pools(sweep, exp_dir, shared["benchmarks"])
         trials = grid_trials(sweep)
-        log(f"{len(trials)} trials")
-        trainable = trainable_for(exp_dir, sweep)
+        log(f"{len(trials)} trials; evaluation pools: "
+            f"{ {s: sweep.students[s].evaluation.actors for s in pools} } actors per student")
+        trainable = trainable_for(exp_dir, sweep, pools)
         tune_dir = ex.tune_dir(exp_dir)
         if resume and tune.Tuner.can_restore(tune_dir):
             tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
@@ -250,11 +359,17 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
             )
         results = tuner.fit()
         errors = [str(r.error) for r in results if r.error]
+        base = {s: ray.get(ref) for s, ref in base_refs.items()}
+        log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
+        pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
         report = write_report(exp_dir)
     finally:
+        for pool in pools.values():
+            ray.kill(pool)  # its workers go with it (the pool owns them)
         if server is not None:
             server.stop()
     summary = {"experiment_dir": exp_dir, "trials": len(trials), "failed_trials": len(errors), "errors": errors,
-               "report": report, "wall_s": round(time.time() - started, 1), "base": shared["base"]}
+               "report": report, "wall_s": round(time.time() - started, 1), "base": base,
+               "evaluation_pools": pool_stats}
     log(f"done in {summary['wall_s']} s: {len(trials) - len(errors)}/{len(trials)} trials finished; report {report}")
     return summary

@@ -83,8 +83,8 @@ def _latest_complete(root: str) -> str | None:
 
 
 def train_with_ray(examples: list[dict], student, training, output_dir: str, *, resume: bool = True,
-                   fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None
-                   ) -> dict[str, Any]:
+                   fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None,
+                   callbacks: list | None = None) -> dict[str, Any]:
     """Run the core on a Ray Train worker group; returns the same summary as `train_local`."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -104,7 +104,8 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
     resources = {"CPU": student.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = student.gpus_per_worker
-    callbacks = []
+    resources.update(getattr(student, "worker_resources", {}))  # e.g. a node type's custom resource (cluster.yaml)
+    callbacks = list(callbacks or [])  # ray.train.UserCallback objects, e.g. the sweep's checkpoint listener
     if tune_callback:
         from ray.tune.integration.ray_train import TuneReportCallback
 
