@@ -1,6 +1,6 @@
 """The `distill-ray` command.
 
-    distill-ray sweep SWEEP.yaml [--resume] [--dry-run] [key.path=value ...]
+    distill-ray sweep SWEEP.yaml [--resume] [--dry-run [--cluster cluster.yaml]] [key.path=value ...]
     distill-ray generate SWEEP.yaml [key.path=value ...]         # problems + raw traces for the grid
     distill-ray generate --base-url URL --model M --problems P.jsonl --output DIR [...]   # any endpoint, no sweep
     distill-ray verify SWEEP.yaml [--force] [...]                 # verify generated traces (again, with --force)
@@ -29,14 +29,24 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from distill_ray.planning import plan_sweep
+    from distill_ray.planning import PlacementError, load_cluster, placement, placement_table, plan_sweep
     from distill_ray.stages import check_secrets
     from distill_ray.sweep import run_sweep
 
     sweep = _load(args)
     if args.dry_run:
-        print(json.dumps(plan_sweep(sweep), indent=2))
+        plan = plan_sweep(sweep)
+        try:
+            plan["placement"] = placement(sweep, load_cluster(args.cluster) if args.cluster else None)
+        except PlacementError as exc:
+            print(f"distill-ray: error: {args.sweep}: {exc} (cluster file {args.cluster})", file=sys.stderr)
+            return 2
+        print(placement_table(plan["placement"]), file=sys.stderr)
+        print(json.dumps(plan, indent=2))
         return 0
+    if args.cluster:
+        raise ConfigError(args.sweep, "--cluster", "only used with --dry-run (a running sweep uses the cluster it "
+                                                   "is attached to)")
     check_secrets(sweep, args.sweep)
     summary = run_sweep(sweep, resume=args.resume, num_cpus=args.num_cpus)
     print(json.dumps({k: v for k, v in summary.items() if k != "base"}, indent=2))
@@ -129,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a whole study")
     _add_sweep_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the placement of every actor, exit")
+    p.add_argument("--cluster", help="with --dry-run: a `ray up` cluster file; name the node type that hosts each "
+                                     "actor, exit 2 if a student's training or evaluation fits on none")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     p.set_defaults(func=_cmd_sweep)
     p = sub.add_parser("generate", help="problems and teacher traces for the grid, from a sweep file")
