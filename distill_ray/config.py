@@ -125,6 +125,9 @@ class StudentConfig(Strict):
     gradient_checkpointing: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     worker_resources: dict[str, float] = {}  # custom Ray resources per training worker, e.g. {node_h100: 1}
+    # A dress rehearsal on CPU machines: GPUs are reserved in Ray's scheduler only (logical GPUs), training runs on
+    # the CPU with gloo and evaluation engines on the CPU; placement is exercised exactly as on GPU nodes.
+    simulate_gpus: bool = False
     evaluation: StudentEvaluationConfig = StudentEvaluationConfig()
 
     @field_validator("model")
@@ -203,7 +206,7 @@ class TeacherServerConfig(Strict):
 
 class SweepConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    storage: str  # local path, NFS path or s3:// URI; the experiment lives in storage/name
+    storage: str  # a path every node sees at the same place (local, or NFS/EFS); the experiment is storage/name
     seed: int = 0
     teacher_server: TeacherServerConfig | None = None
     teachers: dict[str, TeacherConfig]
@@ -217,6 +220,17 @@ class SweepConfig(Strict):
     # resource that only on-demand nodes advertise keeps drivers off spot workers (see cluster.yaml).
     trial_resources: dict[str, float] = {"CPU": 1.0}
     allow_network_risk: bool = False  # run untrusted code even where the sandbox cannot cut the network
+
+    @field_validator("storage")
+    @classmethod
+    def _filesystem_path(cls, value: str) -> str:
+        # Every stage reads and writes the experiment with plain file calls, and Ray Train's checkpoints are read
+        # back from it by path, so a URI would half-work: refuse it before anything runs.
+        if "://" in value:
+            raise ValueError(f"{value!r} is a URI; storage must be a filesystem path that every node sees at the "
+                             "same place (local, or a shared mount such as the EFS of cluster.yaml); cloud URIs "
+                             "(s3://, gs://, ...) are not supported")
+        return value
 
     @model_validator(mode="after")
     def _grid_names_exist(self) -> SweepConfig:

@@ -96,3 +96,12 @@ def test_every_custom_resource_the_seed_asks_for_is_advertised_by_cluster_yaml()
     for student in sweep.students.values():
         asked |= set(student.worker_resources) | set(student.evaluation.resources)
     assert asked and asked <= advertised
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/runs", "gs://bucket/runs", "file:///tmp/runs"])
+def test_a_storage_uri_is_refused_before_anything_runs(capsys, uri):
+    from distill_ray.cli import main
+
+    assert main(["sweep", SEED, "--dry-run", f"storage={uri}"]) == 2
+    err = capsys.readouterr().err
+    assert "storage" in err and "seed.yaml" in err and "URI" in err
