@@ -1,18 +1,24 @@
 """The whole study as one Ray Tune experiment: problems → traces → verified traces → trials (train + evaluate) → report.
 
     from distill_ray.config import load_sweep
-    from distill_ray.sweep import run_sweep
+    from distill_ray.sweep import run_sweep, load_results
     run_sweep(load_sweep("sweeps/local.yaml"))          # or: distill-ray sweep sweeps/local.yaml
+    grid = load_results("runs/local")                    # Tune's ResultGrid: one result per checkpoint
 
-Stages shared by trials run once, before Tune starts, and leave their outputs in the experiment directory
-(`storage/name`): problems per domain, traces and verified traces per (teacher, domain), base-model scores per student.
-Each stage writes a `done.json` marker last, so an interrupted run resumes at the first unfinished stage and a finished
-stage is never redone (paid teacher responses are additionally kept in the teacher cache). Each Tune trial trains one
-(teacher, student, domain[, extra axes]) adapter with Ray Train and evaluates every checkpoint; its per-checkpoint rows
-go to `trials/<trial>/results.jsonl`, which the report reads, so a report works on a running experiment too.
+Stages shared by trials (distill_ray.stages) run once, before Tune starts, and leave their outputs in the experiment
+directory (distill_ray.experiment documents its layout). Then, per student, an evaluation pool starts
+(distill_ray.evaluate.pool: actors with one warm engine each) and scores the base model first. Each Tune trial trains
+one (teacher, student, domain[, extra axes]) adapter with Ray Train; a Ray Train callback puts every persisted
+checkpoint on a queue, the trial hands it to its student's pool and keeps training, and reports each checkpoint's
+row (records.TrialRow) to Tune as soon as it and every earlier one are scored. The rows go to
+`trials/<trial>/results.jsonl`, which the report reads.
+
+Resuming: a finished stage or trial (done.json) is never redone, a scored checkpoint (scores.json) never rescored,
+paid teacher responses live in the teacher cache; training resumes from its last checkpoint.
 
 Not guaranteed: exactly-once training steps across a crash of the *driver* (trials resume from their last checkpoint,
-so steps after it are recomputed, not double-counted); identical numbers across different hardware.
+so steps after it are recomputed, not double-counted); identical numbers across different hardware; a pool's
+throughput beyond its actors (requests wait for a free actor, first come first served).
 """
 
 from __future__ import annotations

@@ -86,16 +86,17 @@ def test_ray_job_submit_runs_the_smoke_sweep_on_a_token_authenticated_head(tmp_p
                           "distill-ray", "sweep", "sweeps/smoke.yaml", f"storage={storage}"], env)
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         job_id = re.search(r"raysubmit_\w+", submitted.stdout + submitted.stderr).group(0)
+        job = job_id.lower()
         deadline = time.time() + 900
         status = ""
         while time.time() < deadline:  # the CLI says "Job '<id>' succeeded|failed|was stopped" once it has ended
             answer = _run(["ray", "job", "status", "--address", address, job_id], env, timeout=60)
-            status = (answer.stdout + answer.stderr).lower()
-            if any(f"'{job_id}' {word}" in status for word in ("succeeded", "failed", "was stopped")):
+            status = (answer.stdout + answer.stderr).lower()  # job ids are mixed case
+            if any(f"'{job}' {word}" in status for word in ("succeeded", "failed", "was stopped")):
                 break
             time.sleep(3)
         logs = _run(["ray", "job", "logs", "--address", address, job_id], env, timeout=60).stdout
-        assert f"'{job_id}' succeeded" in status, status + logs[-4000:]
+        assert f"'{job}' succeeded" in status, status + logs[-4000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head's processes, and only them
         try:
