@@ -10,8 +10,9 @@ model it has to score and keeps it for every later one (the base model and every
 student). `EvalPool` is the dispatcher: an async actor pinned to the sweep driver's node (never a spot node) that
 hands each request to an idle worker. A worker that dies mid-evaluation is replaced by a new actor and the request
 is queued again; an output folder whose `scores.json` exists is answered from disk without touching a worker, so
-after a driver restart nothing is evaluated twice. Each evaluation leaves `worker.json` (records.EvalWorkerRecord)
-beside its scores: the node, the actor and how many engines that actor had loaded.
+after a driver restart nothing is evaluated twice, and a folder asked for again while it is being evaluated (a
+retried trial) waits for that evaluation instead of starting another. Each evaluation leaves `worker.json`
+(records.EvalWorkerRecord) beside its scores: the node, the actor and how many engines that actor had loaded.
 
 Not guaranteed: fairness between trials beyond first come, first served; progress when every replacement dies too
 (each death is retried, up to MAX_REPLACEMENTS per pool).
@@ -114,6 +115,7 @@ class EvalPool:
         self.replaced = 0
         self.answered_from_disk = 0
         self.in_flight = 0
+        self._running: dict[str, Any] = {}  # output_dir -> the asyncio task evaluating it
         for _ in range(self._student.evaluation.actors):
             self._idle.put_nowait(self._spawn())
 
@@ -125,11 +127,22 @@ class EvalPool:
 
     async def evaluate(self, adapter_path: str | None, step: int, samples: int,
                        output_dir: str) -> list[BenchmarkScore]:
-        import ray
+        import asyncio
 
         if ex.is_scored(output_dir):
             self.answered_from_disk += 1
             return ex.read_scores(output_dir)
+        task = self._running.get(output_dir)
+        if task is None:  # the same model asked for twice (a retried trial) is evaluated once; both get its scores
+            task = asyncio.ensure_future(self._dispatch(adapter_path, step, samples, output_dir))
+            self._running[output_dir] = task
+            task.add_done_callback(lambda _: self._running.pop(output_dir, None))
+        return await asyncio.shield(task)
+
+    async def _dispatch(self, adapter_path: str | None, step: int, samples: int,
+                        output_dir: str) -> list[BenchmarkScore]:
+        import ray
+
         while True:
             worker = await self._idle.get()
             self.in_flight += 1
