@@ -50,7 +50,7 @@ def _worker(config: dict) -> None:
     training = TrainingConfig.model_validate(config["training"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    device = torch.device("cpu") if student.simulate_gpus else ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
     scratch = tempfile.mkdtemp(prefix=f"distill-ray-rank{rank}-")
@@ -122,7 +122,7 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
     trainer = TorchTrainer(
         _worker,
         train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if use_gpu and not student.simulate_gpus else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=student.num_workers, use_gpu=use_gpu,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
