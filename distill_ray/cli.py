@@ -1,6 +1,6 @@
 """The `distill-ray` command.
 
-    distill-ray sweep SWEEP.yaml [--resume] [--dry-run] [key.path=value ...]
+    distill-ray sweep SWEEP.yaml [--resume] [--dry-run [--cluster cluster.yaml]] [key.path=value ...]
     distill-ray generate SWEEP.yaml [key.path=value ...]         # problems + raw traces for the grid
     distill-ray generate --base-url URL --model M --problems P.jsonl --output DIR [...]   # any endpoint, no sweep
     distill-ray verify SWEEP.yaml [--force] [...]                 # verify generated traces (again, with --force)
@@ -29,12 +29,34 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import check_secrets, plan_sweep, run_sweep
+    from distill_ray.planning import (
+        PlacementError,
+        load_cluster,
+        memory_table,
+        placement,
+        placement_table,
+        plan_sweep,
+    )
+    from distill_ray.stages import check_secrets
+    from distill_ray.sweep import run_sweep
 
     sweep = _load(args)
     if args.dry_run:
-        print(json.dumps(plan_sweep(sweep), indent=2))
+        plan = plan_sweep(sweep)
+        cluster = load_cluster(args.cluster) if args.cluster else None
+        try:
+            plan["placement"] = placement(sweep, cluster)
+        except PlacementError as exc:
+            print(f"distill-ray: error: {args.sweep}: {exc} (cluster file {args.cluster})", file=sys.stderr)
+            return 2
+        plan["train_memory"], memory_lines = memory_table(sweep, plan["placement"], cluster)
+        print(placement_table(plan["placement"]), file=sys.stderr)
+        print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
+        print(json.dumps(plan, indent=2))
         return 0
+    if args.cluster:
+        raise ConfigError(args.sweep, "--cluster", "only used with --dry-run (a running sweep uses the cluster it "
+                                                   "is attached to)")
     check_secrets(sweep, args.sweep)
     summary = run_sweep(sweep, resume=args.resume, num_cpus=args.num_cpus)
     print(json.dumps({k: v for k, v in summary.items() if k != "base"}, indent=2))
@@ -44,19 +66,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
     import ray
 
-    from distill_ray.sweep import _start_builtin_teachers
+    from distill_ray.stages import start_builtin_teachers
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
     os.makedirs(exp_dir, exist_ok=True)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False)
-    server, sweep = _start_builtin_teachers(sweep)
+    server, sweep = start_builtin_teachers(sweep)
     return sweep, exp_dir, server
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
+    from distill_ray.stages import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
 
     sweep, exp_dir, server = _shared_stages(args)
     try:
@@ -79,7 +101,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import grid_trials, prepare_benchmarks, run_trial
+    from distill_ray.stages import prepare_benchmarks
+    from distill_ray.sweep import grid_trials, run_trial
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -95,7 +118,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from distill_ray.sweep import evaluate_base, prepare_benchmarks
+    from distill_ray.stages import evaluate_base, prepare_benchmarks
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -126,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a whole study")
     _add_sweep_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the placement of every actor, exit")
+    p.add_argument("--cluster", help="with --dry-run: a `ray up` cluster file; name the node type that hosts each "
+                                     "actor, exit 2 if a student's training or evaluation fits on none")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray instance (default: all)")
     p.set_defaults(func=_cmd_sweep)
     p = sub.add_parser("generate", help="problems and teacher traces for the grid, from a sweep file")

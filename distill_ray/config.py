@@ -143,6 +143,24 @@ class LoraConfig(Strict):
     expert_lora: bool = False  # Qwen3-MoE: also adapt the fused expert weights (PEFT target_parameters)
 
 
+class StudentEvaluationConfig(Strict):
+    """The student's pool of evaluation actors: each holds one warm engine and scores one model at a time."""
+
+    actors: int = Field(1, ge=1, le=64)
+    gpus: float = Field(0.0, ge=0.0)  # per actor; 0 on a CPU machine (the transformers engine then runs on CPU)
+    cpus: float = Field(1.0, gt=0.0)  # per actor, logical (also its torch thread count, at least 1)
+    tensor_parallel: int = Field(1, ge=1, le=64)  # vLLM tensor_parallel_size; the actor reserves that many GPUs
+    accelerator_type: str | None = None  # e.g. "L40S" (Ray's accelerator_type resource of the node)
+    resources: dict[str, float] = {}  # custom Ray resources per actor, e.g. {node_l40s: 2} (see cluster.yaml)
+
+    @model_validator(mode="after")
+    def _whole_gpus_for_tensor_parallel(self) -> StudentEvaluationConfig:
+        if self.tensor_parallel > 1 and self.gpus < self.tensor_parallel:
+            raise ValueError(f"tensor_parallel {self.tensor_parallel} needs gpus >= {self.tensor_parallel} "
+                             f"per actor (got {self.gpus})")
+        return self
+
+
 class StudentConfig(Strict):
     model: str  # a Hugging Face model id, a local path, or one of BUILTIN_STUDENTS
     revision: str | None = None
@@ -153,6 +171,11 @@ class StudentConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0.0)
     gradient_checkpointing: bool = False
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    worker_resources: dict[str, float] = {}  # custom Ray resources per training worker, e.g. {node_h100: 1}
+    # A dress rehearsal on CPU machines: GPUs are reserved in Ray's scheduler only (logical GPUs), training runs on
+    # the CPU with gloo and evaluation engines on the CPU; placement is exercised exactly as on GPU nodes.
+    simulate_gpus: bool = False
+    evaluation: StudentEvaluationConfig = StudentEvaluationConfig()
 
     @field_validator("model")
     @classmethod
@@ -259,7 +282,7 @@ class DecontaminationConfig(Strict):
 
 class SweepConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    storage: str  # local path, NFS path or s3:// URI; the experiment lives in storage/name
+    storage: str  # a path every node sees at the same place (local, or NFS/EFS); the experiment is storage/name
     seed: int = 0
     teacher_server: TeacherServerConfig | None = None
     teachers: dict[str, TeacherConfig]
@@ -274,6 +297,17 @@ class SweepConfig(Strict):
     trial_resources: dict[str, float] = {"CPU": 1.0}
     allow_network_risk: bool = False  # run untrusted code even where the sandbox cannot cut the network
     decontamination: DecontaminationConfig = DecontaminationConfig()
+
+    @field_validator("storage")
+    @classmethod
+    def _filesystem_path(cls, value: str) -> str:
+        # Every stage reads and writes the experiment with plain file calls, and Ray Train's checkpoints are read
+        # back from it by path, so a URI would half-work: refuse it before anything runs.
+        if "://" in value:
+            raise ValueError(f"{value!r} is a URI; storage must be a filesystem path that every node sees at the "
+                             "same place (local, or a shared mount such as the EFS of cluster.yaml); cloud URIs "
+                             "(s3://, gs://, ...) are not supported")
+        return value
 
     @model_validator(mode="after")
     def _grid_names_exist(self) -> SweepConfig:

@@ -96,3 +96,52 @@ class BenchmarkScore(TypedDict):
     ci95_high: float
     format_failures: int  # responses with no answer in the expected format
     errors: int  # items the judge could not run (infrastructure), excluded from n after retries
+
+
+# ------------------------------------------------------------------------------------- experiment-directory shapes
+
+
+class TracesDone(TypedDict):
+    """traces/<teacher>/<domain>/done.json: the verify stage's marker and summary."""
+
+    generation: dict  # the generate stage's summary (generated.json)
+    statistics: dict  # verify.stats.trace_statistics of this (teacher, domain): n, passed, pass_rate, ci95, ...
+    failed_requests: int  # traces whose request failed (not judged)
+    teacher: str
+    domain: str
+
+
+class TrialRow(TypedDict):
+    """One line of trials/<trial>/results.jsonl: one checkpoint of one trial, as Tune and the report see it.
+
+    Besides these fields a row has, per benchmark B of the sweep, `B/accuracy`, `B/ci95_low`, `B/ci95_high`, `B/n`
+    and `B/format_failure_rate` (floats; n an int), and per extra grid axis `extra/<key>` (see sweep.trial_row).
+    """
+
+    trial: str
+    teacher: str
+    student: str
+    domain: str
+    step: int
+    samples: int
+    train_loss: float
+    examples: int  # verified training examples of the trial's (teacher, domain)
+    truncated_examples: int  # of those, cut at max_length
+
+
+class TrialDone(TypedDict):
+    """trials/<trial>/done.json: written after every checkpoint's row; a trial with it is never run again."""
+
+    rows: int
+    train: dict  # train_student's summary without its checkpoint list
+
+
+class EvalWorkerRecord(TypedDict):
+    """<eval dir>/worker.json: which evaluation actor scored a model, where, and when (written beside scores.json)."""
+
+    node_id: str
+    actor_id: str
+    pid: int
+    engine_loads: int  # engines this actor had loaded when it finished (1 when the pool works as designed)
+    started: float  # unix time
+    finished: float

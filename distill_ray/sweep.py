@@ -1,71 +1,50 @@
 """The whole study as one Ray Tune experiment: problems → traces → verified traces → trials (train + evaluate) → report.
 
     from distill_ray.config import load_sweep
-    from distill_ray.sweep import run_sweep
+    from distill_ray.sweep import run_sweep, load_results
     run_sweep(load_sweep("sweeps/local.yaml"))          # or: distill-ray sweep sweeps/local.yaml
+    grid = load_results("runs/local")                    # Tune's ResultGrid: one result per checkpoint
 
-Stages shared by trials run once, before Tune starts, and leave their outputs in the experiment directory
-(`storage/name`): problems per domain, traces and verified traces per (teacher, domain), base-model scores per student.
-Each stage writes a `done.json` marker last, so an interrupted run resumes at the first unfinished stage and a finished
-stage is never redone (paid teacher responses are additionally kept in the teacher cache). Each Tune trial trains one
-(teacher, student, domain[, extra axes]) adapter with Ray Train and evaluates every checkpoint; its per-checkpoint rows
-go to `trials/<trial>/results.jsonl`, which the report reads, so a report works on a running experiment too.
+Stages shared by trials (distill_ray.stages) run once, before Tune starts, and leave their outputs in the experiment
+directory (distill_ray.experiment documents its layout). Then, per student, an evaluation pool starts
+(distill_ray.evaluate.pool: actors with one warm engine each) and scores the base model first. Each Tune trial trains
+one (teacher, student, domain[, extra axes]) adapter with Ray Train; a Ray Train callback puts every persisted
+checkpoint on a queue, the trial hands it to its student's pool and keeps training, and reports each checkpoint's
+row (records.TrialRow) to Tune as soon as it and every earlier one are scored. The rows go to
+`trials/<trial>/results.jsonl`, which the report reads.
+
+Resuming: a finished stage or trial (done.json) is never redone, a scored checkpoint (scores.json) never rescored,
+paid teacher responses live in the teacher cache; training resumes from its last checkpoint.
 
 Not guaranteed: exactly-once training steps across a crash of the *driver* (trials resume from their last checkpoint,
-so steps after it are recomputed, not double-counted); identical numbers across different hardware.
+so steps after it are recomputed, not double-counted); identical numbers across different hardware; a pool's
+throughput beyond its actors (requests wait for a free actor, first come first served).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
+import threading
 import time
 from typing import Any
 
-from distill_ray.config import StudentConfig, SweepConfig, TeacherConfig, trial_config
-from distill_ray.records import Problem, TrainExample
+from distill_ray import experiment as ex
+from distill_ray.config import StudentConfig, SweepConfig, trial_config
+from distill_ray.evaluate.pool import Evaluator
+from distill_ray.records import TrialDone, TrialRow
+from distill_ray.stages import (
+    check_secrets,
+    log,
+    read_benchmarks,
+    run_shared_stages,
+    start_builtin_teachers,
+    training_examples,
+)
 
-# ---------------------------------------------------------------------------------------------------------- helpers
+__all__ = ["check_secrets", "grid_trials", "load_results", "run_sweep", "run_trial", "trainable_for", "trial_name"]
 
-
-def _write_json(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _write_jsonl(path: str, rows: list[dict]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _done(folder: str) -> bool:
-    return os.path.exists(os.path.join(folder, "done.json"))
-
-
-def _log(message: str) -> None:
-    print(f"[distill-ray {time.strftime('%H:%M:%S')}] {message}", flush=True)
+# ------------------------------------------------------------------------------------------------------------ grid
 
 
 def trial_name(teacher: str, student: str, domain: str, extra: dict[str, Any]) -> str:
@@ -87,142 +66,7 @@ def grid_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
     return trials
 
 
-# Planning figures for --dry-run; estimates, stated as such in the plan's "assumptions".
-ACTIVE_PARAMETERS = {"Qwen/Qwen3-30B-A3B-Base": 3.3e9, "Qwen/Qwen3-30B-A3B": 3.3e9,
-                     "meta-llama/Llama-3.1-8B-Instruct": 8.0e9, "meta-llama/Llama-3.1-8B": 8.0e9}
-PEAK_BF16_FLOPS = 989e12  # H100 SXM / H200 dense bf16
-ASSUMED_MFU = 0.30
-ASSUMED_DECODE_MFU = 0.05  # batched decoding is memory-bound
-EVAL_ITEMS = {"math500": 500, "mbppplus": 378}
-EVAL_TOKENS_PER_ITEM = 1000
-# Below this many traces, judging in the driver beats starting Ray Data actors.
-RAY_DATA_VERIFY_MIN_ROWS = 5000
-
-# ----------------------------------------------------------------------------------------------------------- stages
-
-
-def prepare_benchmarks(sweep: SweepConfig, exp_dir: str) -> dict[str, list[Problem]]:
-    """Load every benchmark once and keep a copy in the experiment, so trials and the report see the same items."""
-    from distill_ray.evaluate import load_benchmark
-
-    benchmarks: dict[str, list[Problem]] = {}
-    for bench in sweep.evaluation.benchmarks:
-        path = os.path.join(exp_dir, "benchmarks", f"{bench.name}.jsonl")
-        if not os.path.exists(path):
-            _write_jsonl(path, list(load_benchmark(bench)))
-        benchmarks[bench.name] = _read_jsonl(path)
-    return benchmarks
-
-
-def prepare_problems(sweep: SweepConfig, exp_dir: str, domain: str,
-                     benchmarks: dict[str, list[Problem]]) -> list[Problem]:
-    """Training problems of a domain: loaded, deduplicated and decontaminated against every benchmark of the sweep."""
-    from distill_ray.problems.clean import prepare_problems as read_and_clean
-
-    folder = os.path.join(exp_dir, "problems", domain)
-    if _done(folder):
-        return _read_jsonl(os.path.join(folder, "problems.jsonl"))
-    config = sweep.domains[domain]
-    kept, summary = read_and_clean(config.source, config.verifier, benchmarks,
-                                   cache_dir=os.path.join(exp_dir, "cache", "problems"),
-                                   decontamination=sweep.decontamination.settings(),
-                                   report_path=os.path.join(folder, "contamination.json"))
-    _write_jsonl(os.path.join(folder, "problems.jsonl"), kept)
-    _write_json(os.path.join(folder, "done.json"), summary)
-    _log(f"problems[{domain}]: {summary.get('rows_read')} read, {len(kept)} kept, dropped {summary.get('dropped')}")
-    return kept
-
-
-def _read_parquet_rows(folder: str) -> list[dict]:
-    import pyarrow.dataset as pads
-
-    files = [os.path.join(root, f) for root, _, names in os.walk(folder) for f in names if f.endswith(".parquet")]
-    if not files:
-        return []
-    return pads.dataset(sorted(files), format="parquet").to_table().to_pylist()
-
-
-def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
-                   problems: list[Problem]) -> dict:
-    """Raw traces of one (teacher, domain) under traces/<teacher>/<domain>/raw; resumable, never pays twice."""
-    from distill_ray.teacher import generate_traces
-    from distill_ray.teacher.stage import generation_done, record_generation
-
-    folder = os.path.join(exp_dir, "traces", teacher_name, domain)
-    marker = os.path.join(folder, "generated.json")
-    if generation_done(marker):
-        return _read_json(marker)
-    summary = generate_traces(problems, teacher_name, teacher, os.path.join(folder, "raw"),
-                              cache_dir=os.path.join(exp_dir, "cache", "teacher"))
-    record_generation(marker, summary)  # only a complete stage is marked done; else GenerationIncomplete
-    return summary
-
-
-def _verify(rows: list[dict], allow_network_risk: bool) -> list[dict]:
-    """Judge rows here, or across the cluster with Ray Data when there are many and a cluster is attached."""
-    import ray
-
-    from distill_ray.verify import verify_dataset, verify_rows
-    from distill_ray.verify.sandbox import shared_pool
-
-    if ray.is_initialized() and len(rows) >= RAY_DATA_VERIFY_MIN_ROWS:
-        nodes = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
-        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk)
-        order = {(r["problem_id"], r["sample_index"]): i for i, r in enumerate(rows)}
-        return sorted(ds.take_all(), key=lambda r: order[(r["problem_id"], r["sample_index"])])
-    return verify_rows(rows, pool=shared_pool(allow_network_risk))
-
-
-def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: str, problems: list[Problem], *,
-                 force: bool = False) -> dict:
-    """Verify the raw traces of one (teacher, domain): verified.jsonl and statistics in done.json."""
-    from distill_ray.verify import trace_statistics
-
-    folder = os.path.join(exp_dir, "traces", teacher_name, domain)
-    if _done(folder) and not force:
-        return _read_json(os.path.join(folder, "done.json"))
-    if not os.path.exists(os.path.join(folder, "generated.json")):
-        raise FileNotFoundError(f"{folder}: no generated traces yet (run `distill-ray generate` first)")
-    traces = _read_parquet_rows(os.path.join(folder, "raw"))
-    by_id = {p["id"]: p for p in problems}
-    answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
-    rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
-            for t in answered]
-    verified = _verify(rows, sweep.allow_network_risk)
-    _write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
-    stats = trace_statistics(verified)
-    key = next(iter(stats)) if stats else None
-    result = {"generation": _read_json(os.path.join(folder, "generated.json")),
-              "statistics": stats.get(key, {}) if key else {},
-              "failed_requests": len(traces) - len(answered), "teacher": teacher_name, "domain": domain}
-    _write_json(os.path.join(folder, "done.json"), result)
-    _log(f"traces[{teacher_name}/{domain}]: {len(verified)} verified rows, "
-         f"pass rate {result['statistics'].get('pass_rate', float('nan')):.3f}")
-    return result
-
-
-def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
-                        problems: list[Problem]) -> dict:
-    """Traces of one (teacher, domain), generated then verified; returns the verify stage's result."""
-    if not _done(os.path.join(exp_dir, "traces", teacher_name, domain)):
-        generate_stage(exp_dir, teacher_name, teacher, domain, problems)
-    return verify_stage(sweep, exp_dir, teacher_name, domain, problems)
-
-
-def training_examples(exp_dir: str, teacher: str, domain: str, policy: str = "drop") -> list[TrainExample]:
-    """Verified, passing traces of a (teacher, domain) as training examples; truncated ones per the teacher's policy."""
-    rows = _read_jsonl(os.path.join(exp_dir, "traces", teacher, domain, "verified.jsonl"))
-    keep = [r for r in rows if r["verdict"] == "pass" and (policy == "keep" or not r.get("truncated"))]
-    return [TrainExample(id=f"{r['problem_id']}#{r['sample_index']}", prompt=r["prompt"], response=r["text"])
-            for r in keep]
-
-
-def evaluate_base(sweep: SweepConfig, exp_dir: str, student_name: str, benchmarks: dict[str, list[Problem]]) -> list:
-    from distill_ray.evaluate import evaluate_checkpoint
-
-    return evaluate_checkpoint(sweep.students[student_name], None, benchmarks, sweep.evaluation, step=0, samples=0,
-                               output_dir=os.path.join(exp_dir, "base", student_name),
-                               allow_network_risk=sweep.allow_network_risk)
+# ----------------------------------------------------------------------------------------------------------- trial
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
@@ -234,23 +78,92 @@ def _scores_row(scores: list[dict]) -> dict[str, Any]:
     return row
 
 
-def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True) -> dict:
-    """One trial: train the adapter on its (teacher, domain) traces, evaluate every checkpoint, report each.
+def trial_row(config: dict[str, Any], ckpt: dict, scores: list[dict], *, examples: int) -> TrialRow:
+    """The results.jsonl row of one checkpoint (records.TrialRow plus the per-benchmark and extra-axis keys)."""
+    return {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
+            "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
+            "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],
+            "examples": examples, "truncated_examples": ckpt["truncated_examples"], **_scores_row(scores)}
 
-    Reads only its arguments. Resumes from the trial folder: a finished trial returns its saved rows; training resumes
-    from its last checkpoint; evaluated checkpoints are not evaluated again.
+
+class CheckpointListener:
+    """Hears of each checkpoint as soon as Ray Train has persisted it: a Ray Train callback (run in the Train
+    controller) puts its folder on a queue that the trial drains while training goes on."""
+
+    def __init__(self) -> None:
+        import ray
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
+
+    def callback(self) -> Any:
+        from ray.train import UserCallback
+
+        class PutCheckpoint(UserCallback):
+            def __init__(self, queue: Any) -> None:
+                self.queue = queue
+
+            def after_report(self, run_context: Any, metrics: list[dict], checkpoint: Any) -> None:
+                if checkpoint is not None:
+                    self.queue.put(checkpoint.path)
+
+        return PutCheckpoint(self.queue)
+
+    def drain(self, timeout: float) -> list[str]:
+        from ray.util.queue import Empty
+
+        try:
+            items = [self.queue.get(timeout=timeout)]
+        except Empty:
+            return []
+        while not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+
+def checkpoint_info(step_dir: str) -> dict[str, Any]:
+    """records.CheckpointInfo of a persisted checkpoint folder, plus its truncated_examples, from its meta.json."""
+    meta = ex.read_json(os.path.join(step_dir, "state", "meta.json"))
+    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
+            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
+
+
+def persisted_checkpoints(train_dir: str) -> list[str]:
+    """Complete Ray Train checkpoint folders under a trial's train/ folder, in step order."""
+    import glob
+
+    from distill_ray.train.core import COMPLETE
+    from distill_ray.train.ray_train import RUN_NAME
+
+    folders = glob.glob(os.path.join(train_dir, RUN_NAME, "step-*"))
+    return sorted(f for f in folders if os.path.exists(os.path.join(f, COMPLETE)))
+
+
+def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True,
+              pools: dict[str, Any] | None = None) -> dict:
+    """One trial: train the adapter on its (teacher, domain) traces; each checkpoint, once Ray Train has persisted
+    it, goes to the student's evaluation pool (`pools[student]`; without one, an engine in this process) while
+    training continues, and its row is reported to Tune as soon as it and every earlier checkpoint are scored.
+
+    Reads only its arguments. Resumes from the trial folder: a finished trial reports its saved rows again; training
+    resumes from its last checkpoint; evaluated checkpoints (scores.json) are not evaluated again.
     """
     from distill_ray.config import sweep_from_dict
-    from distill_ray.evaluate import evaluate_checkpoint, make_engine
     from distill_ray.train import train_student
 
     config = config.get("trial", config)  # Tune passes {"trial": {...}} from the grid's param_space
     sweep = trial_config(sweep_from_dict(sweep_data, "<trial>"), config.get("extra", {}))
-    folder = os.path.join(exp_dir, "trials", config["name"])
-    results_path = os.path.join(folder, "results.jsonl")
-    if _done(folder):
-        rows = _read_jsonl(results_path)
-        _report_to_tune(rows[-1] if rows else {})
+    name = config["name"]
+    folder = ex.trial_dir(exp_dir, name)
+    if ex.is_done(folder):
+        rows = ex.read_jsonl(ex.results_file(exp_dir, name))
+        for row in rows:
+            _report_to_tune(row)
         return rows[-1] if rows else {}
     teacher = sweep.teachers[config["teacher"]]
     student: StudentConfig = sweep.students[config["student"]]
@@ -259,31 +172,66 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     check_trainable(exp_dir, config["teacher"], config["domain"], teacher.max_failure_share)
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)
     if not examples:
-        raise RuntimeError(f"trial {config['name']}: no verified training examples for "
-                           f"{config['teacher']}/{config['domain']}")
-    train = train_student(examples, student, sweep.training, os.path.join(folder, "train"), use_ray=use_ray_train,
-                          resume=True)
-    benchmarks = {name: _read_jsonl(os.path.join(exp_dir, "benchmarks", f"{name}.jsonl"))
-                  for name in (b.name for b in sweep.evaluation.benchmarks)}
-    rows = []
-    engine = None  # loaded once, on the first checkpoint not yet evaluated, and reused for the rest
-    for ckpt in train["checkpoints"]:
-        eval_dir = os.path.join(folder, "eval", f"step-{ckpt['step']:06d}")
-        if engine is None and not os.path.exists(os.path.join(eval_dir, "scores.json")):
-            engine = make_engine(student, sweep.evaluation)
-        scores = evaluate_checkpoint(student, ckpt["path"], benchmarks, sweep.evaluation, step=ckpt["step"],
-                                     samples=ckpt["samples"], output_dir=eval_dir,
-                                     allow_network_risk=sweep.allow_network_risk, engine=engine)
-        row = {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
-               "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
-               "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],
-               "examples": len(examples), "truncated_examples": train.get("truncated_examples", 0),
-               **_scores_row(scores)}
-        rows.append(row)
-        _report_to_tune(row)
-    _write_jsonl(results_path, rows)
-    _write_json(os.path.join(folder, "done.json"), {"rows": len(rows), "train": {
-        k: v for k, v in train.items() if k != "checkpoints"}})
+        raise RuntimeError(f"trial {name}: no verified training examples for {config['teacher']}/{config['domain']}")
+    evaluator = Evaluator(sweep, config["student"], read_benchmarks(sweep, exp_dir),
+                          (pools or {}).get(config["student"]))
+    listener = CheckpointListener() if use_ray_train else None
+    outcome: dict[str, Any] = {}
+
+    def train() -> None:
+        try:
+            outcome["train"] = train_student(examples, student, sweep.training, ex.train_dir(exp_dir, name),
+                                             use_ray=use_ray_train, resume=True,
+                                             callbacks=[listener.callback()] if listener else None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the trial's own thread below
+            outcome["error"] = exc
+
+    pending: dict[int, tuple[dict, Any]] = {}  # step -> (checkpoint, future of its scores)
+    rows: list[TrialRow] = []
+
+    def submit(step_dir: str) -> None:
+        ckpt = checkpoint_info(step_dir)
+        if ckpt["step"] not in pending and ckpt["step"] <= sweep.training.steps:
+            pending[ckpt["step"]] = (ckpt, evaluator.submit(ckpt, ex.eval_dir(exp_dir, name, ckpt["step"])))
+
+    def report_ready() -> None:
+        for step in sorted(pending):
+            if rows and step <= rows[-1]["step"]:
+                continue
+            ckpt, future = pending[step]
+            if not future.done():
+                return
+            row = trial_row(config, ckpt, future.result(), examples=len(examples))
+            rows.append(row)
+            _report_to_tune(row)
+
+    if use_ray_train:
+        for step_dir in persisted_checkpoints(ex.train_dir(exp_dir, name)):
+            submit(step_dir)  # a resumed trial's checkpoints from before the restart
+    thread = threading.Thread(target=train, name=f"train-{name}", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            for step_dir in listener.drain(timeout=0.5) if listener else ():
+                submit(step_dir)
+            if listener is None:
+                thread.join(0.5)
+            report_ready()
+        if "error" in outcome:
+            raise outcome["error"]
+        summary = outcome["train"]
+        for ckpt in summary["checkpoints"]:
+            submit(os.path.dirname(ckpt["path"]))  # any the listener did not see (e.g. a run finished before)
+        while len(rows) < len(pending):
+            for _, future in pending.values():
+                future.exception()  # wait for the rest; an evaluation's error is raised by report_ready
+            report_ready()
+    finally:
+        if listener:
+            listener.close()
+        evaluator.close()
+    ex.write_jsonl(ex.results_file(exp_dir, name), rows)
+    ex.mark_done(folder, TrialDone(rows=len(rows), train={k: v for k, v in summary.items() if k != "checkpoints"}))
     return rows[-1] if rows else {}
 
 
@@ -296,77 +244,7 @@ def _report_to_tune(row: dict) -> None:
         pass  # called outside a Tune session (stage run alone): nothing to report to
 
 
-# ------------------------------------------------------------------------------------------------------------- plan
-
-
-def plan_sweep(sweep: SweepConfig) -> dict:
-    """What a run would do, without running anything: stages, trials, requests, tokens, dollars, GPU-hours."""
-    trials = grid_trials(sweep)
-    teachers: dict[str, dict] = {}
-    for name in sweep.grid.teachers:
-        t = sweep.teachers[name]
-        requests = 0
-        for domain in sweep.grid.domains:
-            requests += sweep.domains[domain].source.n * t.samples_per_problem
-        est_in, est_out = 200, min(t.sampling.max_tokens, 2000)  # assumption: typical prompt and trace lengths
-        teachers[name] = {
-            "model": t.model, "requests": requests,
-            "est_prompt_tokens": requests * est_in, "est_completion_tokens": requests * est_out,
-            "est_cost_usd": round(requests * (est_in * t.price.input_per_mtok + est_out * t.price.output_per_mtok)
-                                  / 1e6, 2),
-            "max_cost_usd": t.max_cost_usd,
-        }
-    per_trial = []
-    for trial in trials:
-        config = trial_config(sweep, trial["extra"])
-        student = config.students[trial["student"]]
-        training = config.training
-        tokens = training.samples * min(training.max_length, 1000)
-        gpus = student.num_workers * student.gpus_per_worker
-        checkpoints = len(set(range(training.checkpoint_every, training.steps + 1, training.checkpoint_every))
-                          | {training.steps})
-        active = ACTIVE_PARAMETERS.get(student.model)
-        gpu_hours = None
-        if active and gpus:
-            # LoRA: forward plus input-gradient backward over frozen weights = 4 x active params FLOPs per token
-            train_s = 4 * active * tokens / (PEAK_BF16_FLOPS * ASSUMED_MFU)
-            eval_tokens = (checkpoints + 1) * sum(EVAL_ITEMS.get(b.name, b.subset or 100) for b in
-                                                  config.evaluation.benchmarks) * EVAL_TOKENS_PER_ITEM
-            eval_s = 2 * active * eval_tokens / (PEAK_BF16_FLOPS * ASSUMED_DECODE_MFU)
-            gpu_hours = round(gpus * train_s / 3600 + eval_s / 3600, 1)
-        per_trial.append({"trial": trial["name"], "steps": training.steps, "checkpoints": checkpoints,
-                          "train_tokens_est": tokens, "gpus": gpus, "gpu_hours_est": gpu_hours})
-    return {
-        "experiment_dir": sweep.experiment_dir(),
-        "stages": ["problems", "generate", "verify", "evaluate-base", "trials(train+evaluate)", "report"],
-        "trials": len(trials), "teachers": teachers, "per_trial": per_trial,
-        "evaluations_per_trial": len(sweep.evaluation.benchmarks),
-        "assumptions": "teacher tokens: 200 prompt and min(max_tokens, 2000) completion per request; training: "
-                       "min(max_length, 1000) tokens per example, 4 x active parameters FLOPs per token at "
-                       f"{ASSUMED_MFU:.0%} of {PEAK_BF16_FLOPS / 1e12:.0f} TFLOP/s per GPU; evaluation: "
-                       f"{EVAL_TOKENS_PER_ITEM} tokens per item at {ASSUMED_DECODE_MFU:.0%} MFU; "
-                       "GPU-hours only for students with known active parameter counts",
-    }
-
-
 # -------------------------------------------------------------------------------------------------------------- run
-
-
-def _start_builtin_teachers(sweep: SweepConfig) -> tuple[Any, SweepConfig]:
-    builtin = {name: t for name, t in sweep.teachers.items() if t.provider == "builtin"}
-    if not builtin:
-        return None, sweep
-    from distill_ray.teacher import start_teacher_server
-
-    server = sweep.teacher_server
-    handle = start_teacher_server(
-        host=server.host, port=server.port,
-        teachers={t.model: {"style": t.style, "correct_rate": t.correct_rate} for t in builtin.values()},
-        faults=None)
-    data = sweep.model_dump()
-    for name in builtin:
-        data["teachers"][name]["base_url"] = handle.base_url
-    return handle, SweepConfig.model_validate(data)
 
 
 def _progress_callback(total: int) -> Any:
@@ -381,7 +259,7 @@ def _progress_callback(total: int) -> Any:
         def _line(self, trial, verb: str, trials) -> None:
             running = sum(1 for t in trials if t.status == "RUNNING")
             name = trial.config.get("trial", {}).get("name", str(trial))
-            _log(f"trial {name} {verb}: {len(self.done)}/{total} done, {running} running, "
+            log(f"trial {name} {verb}: {len(self.done)}/{total} done, {running} running, "
                  f"{len(self.failed)} failed")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -395,55 +273,51 @@ def _progress_callback(total: int) -> Any:
     return Progress()
 
 
-def trainable_for(exp_dir: str, sweep: SweepConfig | None = None) -> Any:
-    """The Tune trainable of an experiment, e.g. to restore its ResultGrid:
+def tune_trial(config: dict[str, Any], **kwargs: Any) -> None:
+    """run_trial as a Tune function trainable. It returns nothing: Tune would record a returned dict as one more
+    result, and every checkpoint's row has already been reported."""
+    run_trial(config, **kwargs)
 
-        from ray import tune
-        from distill_ray.sweep import trainable_for
-        grid = tune.Tuner.restore("runs/local/tune", trainable=trainable_for("runs/local")).get_results()
-        print(grid.get_dataframe()[["config/trial/name", "step", "mini-math/accuracy"]])
-    """
+
+def trainable_for(exp_dir: str, sweep: SweepConfig | None = None, pools: dict[str, Any] | None = None) -> Any:
+    """The Tune trainable of an experiment (what `Tuner.restore` needs; `load_results` is the usual way in), its
+    trials evaluating on `pools` (student -> EvalPool handle) when given."""
     from ray import tune
 
     from distill_ray.config import sweep_from_dict
 
     exp_dir = os.path.abspath(exp_dir)
     if sweep is None:
-        sweep = sweep_from_dict(_read_json(os.path.join(exp_dir, "sweep.json")), os.path.join(exp_dir, "sweep.json"))
-    trainable = tune.with_parameters(run_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir)
+        sweep = sweep_from_dict(ex.read_json(ex.sweep_file(exp_dir)), ex.sweep_file(exp_dir))
+    trainable = tune.with_parameters(tune_trial, sweep_data=sweep.model_dump(), exp_dir=exp_dir, pools=pools)
     resources = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in sweep.trial_resources.items()}
     return tune.with_resources(trainable, resources)
 
 
-def check_secrets(sweep: SweepConfig, file: str = "<sweep>") -> None:
-    """Fail before anything starts when a teacher's API key variable is unset (the key itself is never read here)."""
-    from distill_ray.config import ConfigError
+def load_results(exp_dir: str) -> Any:
+    """The Tune ResultGrid of an experiment directory (relative or absolute; running or finished):
 
-    for name in sweep.grid.teachers:
-        env = sweep.teachers[name].api_key_env
-        if env and not os.environ.get(env):
-            raise ConfigError(file, f"teachers.{name}.api_key_env",
-                              f"environment variable {env} is not set (it must hold the provider's API key)")
+        from distill_ray.sweep import load_results
+        grid = load_results("runs/local")
+        print(grid.get_dataframe()[["config/trial/name", "step", "mini-math/accuracy"]])   # last report per trial
+        for result in grid:                                                                  # every checkpoint
+            print(result.config["trial"]["name"], result.metrics_dataframe[["step", "mini-math/accuracy"]])
+    """
+    from ray import tune
+
+    exp_dir = os.path.abspath(exp_dir)  # pyarrow reads a relative path as a URI with an empty scheme
+    return tune.Tuner.restore(ex.tune_dir(exp_dir), trainable=trainable_for(exp_dir)).get_results()
 
 
-def run_shared_stages(sweep: SweepConfig, exp_dir: str) -> dict:
-    """Problems, traces and verification per (teacher, domain), and base scores per student."""
-    import ray
+def start_pools(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One evaluation pool per student of the grid, and its base-model evaluation queued first (when asked for)."""
+    from distill_ray.evaluate.pool import start_pool
 
-    benchmarks = prepare_benchmarks(sweep, exp_dir)
-    problems = {d: prepare_problems(sweep, exp_dir, d, benchmarks) for d in sweep.grid.domains}
-    traces = {}
-    for teacher, domain in itertools.product(sweep.grid.teachers, sweep.grid.domains):
-        traces[(teacher, domain)] = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher], domain,
-                                                        problems[domain])
-    base: dict[str, Any] = {}
+    pools = {s: start_pool(sweep, s, benchmarks) for s in sweep.grid.students}
+    base_refs = {}
     if sweep.evaluation.evaluate_base:
-        remote = ray.remote(num_cpus=1)(evaluate_base)
-        sweep_ref = ray.put(sweep)
-        futures = {s: remote.remote(sweep_ref, exp_dir, s, benchmarks) for s in sweep.grid.students}
-        base = {s: ray.get(f) for s, f in futures.items()}
-        _log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
-    return {"benchmarks": benchmarks, "traces": traces, "base": base}
+        base_refs = {s: pool.evaluate.remote(None, 0, 0, ex.base_dir(exp_dir, s)) for s, pool in pools.items()}
+    return pools, base_refs
 
 
 def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None = None) -> dict:
@@ -455,12 +329,12 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
 
     check_secrets(sweep)
     exp_dir = os.path.abspath(sweep.experiment_dir())
-    sweep_file = os.path.join(exp_dir, "sweep.json")
+    sweep_file = ex.sweep_file(exp_dir)
     if os.path.exists(sweep_file) and not resume:
         raise FileExistsError(f"{exp_dir} already holds an experiment; pass --resume to continue it, "
                               f"or change `name`/`storage`")
     os.makedirs(exp_dir, exist_ok=True)
-    _write_json(sweep_file, sweep.model_dump())
+    ex.write_json(sweep_file, sweep.model_dump())
     started = time.time()
     if not ray.is_initialized():
         # An existing cluster only when RAY_ADDRESS names one (as `ray job submit` does); otherwise a fresh local
@@ -468,13 +342,16 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
         address = os.environ.get("RAY_ADDRESS")
         ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
                  log_to_driver=False)
-    server, sweep = _start_builtin_teachers(sweep)
+    server, sweep = start_builtin_teachers(sweep)
+    pools: dict[str, Any] = {}
     try:
         shared = run_shared_stages(sweep, exp_dir)
+        pools, base_refs = start_pools(sweep, exp_dir, shared["benchmarks"])
         trials = grid_trials(sweep)
-        _log(f"{len(trials)} trials")
-        trainable = trainable_for(exp_dir, sweep)
-        tune_dir = os.path.join(exp_dir, "tune")
+        log(f"{len(trials)} trials; evaluation pools: "
+            f"{ {s: sweep.students[s].evaluation.actors for s in pools} } actors per student")
+        trainable = trainable_for(exp_dir, sweep, pools)
+        tune_dir = ex.tune_dir(exp_dir)
         if resume and tune.Tuner.can_restore(tune_dir):
             tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
         else:
@@ -491,11 +368,17 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
             )
         results = tuner.fit()
         errors = [str(r.error) for r in results if r.error]
+        base = {s: ray.get(ref) for s, ref in base_refs.items()}
+        log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
+        pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
         report = write_report(exp_dir)
     finally:
+        for pool in pools.values():
+            ray.kill(pool)  # its workers go with it (the pool owns them)
         if server is not None:
             server.stop()
     summary = {"experiment_dir": exp_dir, "trials": len(trials), "failed_trials": len(errors), "errors": errors,
-               "report": report, "wall_s": round(time.time() - started, 1), "base": shared["base"]}
-    _log(f"done in {summary['wall_s']} s: {len(trials) - len(errors)}/{len(trials)} trials finished; report {report}")
+               "report": report, "wall_s": round(time.time() - started, 1), "base": base,
+               "evaluation_pools": pool_stats}
+    log(f"done in {summary['wall_s']} s: {len(trials) - len(errors)}/{len(trials)} trials finished; report {report}")
     return summary

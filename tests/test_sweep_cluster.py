@@ -27,9 +27,13 @@ def test_sweep_survives_the_loss_of_a_worker_node(tmp_path):
         # the trial driver may only run on the head (as on a real cluster, off the spot workers), so killing a
         # worker node takes a training worker, never the trial
         "trial_resources={CPU: 0.5, trial_driver: 1}",
+        # the evaluation actor on a node type of its own (here: the head), as cluster.yaml gives evaluation its own
+        # GPUs; left free to land on a worker, its quarter CPU would keep the restarted 1-CPU training worker out
+        "students.tiny-llama.evaluation={cpus: 0.25, resources: {eval_node: 1}}",
         "evaluation.benchmarks=[{name: mini-math, subset: 8}]", "evaluation.max_new_tokens=24",
     ])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"trial_driver": 1}})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"trial_driver": 1,
+                                                                                        "eval_node": 1}})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]  # two "spot" nodes; training fits on either
     killed: list[str] = []
     train_dir = os.path.join(sweep.experiment_dir(), "trials", "concise__tiny-llama__math", "train", "ray_train")

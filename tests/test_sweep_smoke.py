@@ -1,5 +1,6 @@
 """The smoke sweep end to end on a local Ray instance: the whole pipeline, checked through its outputs."""
 
+import glob
 import json
 import os
 
@@ -72,21 +73,29 @@ def test_traces_were_generated_once_per_teacher_and_verified(smoke_run):
     assert 0.3 < stats["verbose"]["pass_rate"] < 0.7
 
 
-def test_tune_result_grid_restores_with_the_documented_snippet(smoke_run):
-    from ray import tune
+def _readme_snippet(heading: str) -> str:
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text[text.index(heading):]
+    return section[section.index("```python") + len("```python"):].split("```", 1)[0]
 
-    from distill_ray.sweep import trainable_for
 
+def test_readme_tune_snippet_shows_every_checkpoint_of_every_trial(smoke_run, monkeypatch, capsys):
     _, summary = smoke_run
     exp = summary["experiment_dir"]
-    grid = tune.Tuner.restore(os.path.join(exp, "tune"), trainable=trainable_for(exp)).get_results()
-    frame = grid.get_dataframe()
-    final = {row["config/trial/name"]: row["mini-math/accuracy"] for _, row in frame.iterrows()}
+    monkeypatch.chdir(os.path.dirname(exp))  # the README's path is relative: it must work as written
+    snippet = _readme_snippet("### Reading results with Tune").replace('"runs/local"', repr(os.path.basename(exp)))
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert "concise__tiny-llama__math" in capsys.readouterr().out
     data = json.load(open(os.path.join(exp, "results.json")))
-    last = {}
+    seen = {}
+    for result in namespace["grid"]:
+        frame = result.metrics_dataframe
+        seen[result.config["trial"]["name"]] = list(zip(frame["step"], frame["mini-math/accuracy"], strict=True))
+    expected = {}
     for row in data["trials"]:
-        last[row["trial"]] = row["mini-math/accuracy"]  # rows are in step order; the last is what Tune saw last
-    assert final == last
+        expected.setdefault(row["trial"], []).append((row["step"], row["mini-math/accuracy"]))
+    assert seen == expected  # one Tune result per checkpoint, no duplicate, the same numbers as the report
 
 
 def test_report_numbers_are_the_trial_results(smoke_run):
@@ -101,3 +110,16 @@ def test_report_numbers_are_the_trial_results(smoke_run):
             samples = f"{row['samples'] / 1000:g}K" if row["samples"] >= 1000 else str(row["samples"])
             expected = f"| {row['step']} | {samples} | {cells[0]} | {cells[1]} | {row['train_loss']:.3f} |"
             assert expected in report
+
+
+def test_one_warm_engine_scored_the_base_and_every_checkpoint(smoke_run):
+    sweep, summary = smoke_run
+    exp = summary["experiment_dir"]
+    records = [json.load(open(p)) for p in glob.glob(os.path.join(exp, "trials", "*", "eval", "*", "worker.json"))]
+    base = json.load(open(os.path.join(exp, "base", "tiny-llama", "worker.json")))
+    steps = sweep.training.steps // sweep.training.checkpoint_every
+    assert len(records) == len(grid_trials(sweep)) * steps
+    pool = summary["evaluation_pools"]["tiny-llama"]
+    assert pool["started"] == 1 and pool["replaced"] == 0
+    assert {r["actor_id"] for r in [*records, base]} == set(pool["actors"])  # the pool's one actor did them all
+    assert {r["engine_loads"] for r in [*records, base]} == {1}  # and loaded its engine once

@@ -24,16 +24,21 @@ from distill_ray.config import EvaluationConfig, StudentConfig
 
 
 class EvalEngine:
-    """A generation engine for one student that evaluates one adapter path (or the base model) per call."""
+    """A generation engine for one student that evaluates one adapter path (or the base model) per call.
+
+    tensor_parallel (vLLM only): GPUs the engine shards the model over; they must all be visible to this process
+    (an actor reserving that many GPUs, as evaluate.pool's workers do).
+    """
 
     def __init__(self, student: StudentConfig, *, backend: Literal["transformers", "vllm"] = "transformers",
                  batch_size: int = 32, max_batch_tokens: int | None = None, device: str | None = None,
-                 max_lora_rank: int | None = None):
+                 max_lora_rank: int | None = None, tensor_parallel: int = 1):
         self.backend_name = backend
         if backend == "vllm":
             from distill_ray.evaluate.backends import VLLMBackend
 
-            self.backend: Any = VLLMBackend(student, max_lora_rank=max_lora_rank or max(64, student.lora.r))
+            self.backend: Any = VLLMBackend(student, max_lora_rank=max_lora_rank or max(64, student.lora.r),
+                                            tensor_parallel_size=tensor_parallel)
         else:
             from distill_ray.evaluate.backends import TransformersBackend
 

@@ -269,7 +269,8 @@ class VLLMBackend:
     """
 
     def __init__(self, student: StudentConfig, *, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.9,
-                 max_model_len: int | None = None, max_loras: int = 1, enforce_eager: bool = False):
+                 max_model_len: int | None = None, max_loras: int = 1, enforce_eager: bool = False,
+                 tensor_parallel_size: int = 1):
         from vllm import LLM  # noqa: PLC0415 - GPU extra only
 
         from distill_ray.train.models import build_chat_prompt, load_tokenizer, resolve_model_path
@@ -278,7 +279,7 @@ class VLLMBackend:
         kwargs: dict[str, Any] = dict(
             model=resolve_model_path(student.model), enable_lora=True, max_lora_rank=vllm_max_lora_rank(max_lora_rank),
             max_loras=max_loras, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
-            enforce_eager=enforce_eager,
+            enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
         )
         if not student.model.startswith("builtin:"):
             kwargs["revision"] = student.revision

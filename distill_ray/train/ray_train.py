@@ -53,7 +53,7 @@ def _worker(config: dict) -> None:
     training = TrainingConfig.model_validate(config["training"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    device = torch.device("cpu") if student.simulate_gpus else ray.train.torch.get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
     scratch = tempfile.mkdtemp(prefix=f"distill-ray-rank{rank}-")
@@ -86,8 +86,8 @@ def _latest_complete(root: str) -> str | None:
 
 
 def train_with_ray(examples: list[dict], student, training, output_dir: str, *, resume: bool = True,
-                   fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None
-                   ) -> dict[str, Any]:
+                   fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None,
+                   callbacks: list | None = None) -> dict[str, Any]:
     """Run the core on a Ray Train worker group; returns the same summary as `train_local`."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -108,7 +108,8 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
     resources = {"CPU": student.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = student.gpus_per_worker
-    callbacks = []
+    resources.update(getattr(student, "worker_resources", {}))  # e.g. a node type's custom resource (cluster.yaml)
+    callbacks = list(callbacks or [])  # ray.train.UserCallback objects, e.g. the sweep's checkpoint listener
     if tune_callback:
         from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -128,7 +129,7 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
     trainer = TorchTrainer(
         _worker,
         train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if use_gpu and not student.simulate_gpus else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=student.num_workers, use_gpu=use_gpu,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
