@@ -189,6 +189,8 @@ def hedges_against(gold: str, answer: str) -> bool:
     and a gold with any comma (a tuple, set or list) is left to the comparison."""
     if "," in gold.replace("{,}", "") or not _top_level_commas(answer):
         return False
+    if re.search(r",\s", answer):
+        return True  # `284, 285`: a thousands separator is never followed by a space
     return not _THOUSANDS_RE.match(normalize_number_text(answer))
 
 
