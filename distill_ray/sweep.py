@@ -156,7 +156,7 @@ def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, doma
     return summary
 
 
-def _verify(rows: list[dict], allow_network_risk: bool) -> list[dict]:
+def _verify(rows: list[dict], allow_network_risk: bool, strict_boxes: bool = False) -> list[dict]:
     """Judge rows here, or across the cluster with Ray Data when there are many and a cluster is attached."""
     import ray
 
@@ -165,10 +165,11 @@ def _verify(rows: list[dict], allow_network_risk: bool) -> list[dict]:
 
     if ray.is_initialized() and len(rows) >= RAY_DATA_VERIFY_MIN_ROWS:
         nodes = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
-        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk)
+        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk,
+                            strict_boxes=strict_boxes)
         order = {(r["problem_id"], r["sample_index"]): i for i, r in enumerate(rows)}
         return sorted(ds.take_all(), key=lambda r: order[(r["problem_id"], r["sample_index"])])
-    return verify_rows(rows, pool=shared_pool(allow_network_risk))
+    return verify_rows(rows, pool=shared_pool(allow_network_risk), strict_boxes=strict_boxes)
 
 
 def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: str, problems: list[Problem], *,
@@ -186,7 +187,7 @@ def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: st
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
             for t in answered]
-    verified = _verify(rows, sweep.allow_network_risk)
+    verified = _verify(rows, sweep.allow_network_risk, sweep.domains[domain].verifier_options.strict_boxes)
     _write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
     stats = trace_statistics(verified)
     key = next(iter(stats)) if stats else None

@@ -440,7 +440,10 @@ def score_mbppplus(samples: list[dict[str, Any]], tasks: dict[str, dict[str, Any
             "base_fail_tests": _failed_inputs(r["base_status"], r["base_details"], tasks[tid]["base_input"]),
             "plus_fail_tests": _failed_inputs(r["plus_status"], r["plus_details"], tasks[tid]["plus_input"]),
         })
-    return {"eval": eval_out, "summary": summarize(eval_out, base_only)}
+    summary = summarize(eval_out, base_only)
+    # no program in the sample at all: the "no python block" format failure of verdict.FORMAT_FAILURE_REASONS
+    summary["format_failures"] = sum(1 for code in codes if not code.strip())
+    return {"eval": eval_out, "summary": summary}
 
 
 # ------------------------------------------------------------------ the sweep's path: test specs of format "evalplus"
