@@ -225,12 +225,9 @@ def evaluate_base(sweep: SweepConfig, exp_dir: str, student_name: str, benchmark
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for s in scores:
-        b = s["benchmark"]
-        row.update({f"{b}/accuracy": s["accuracy"], f"{b}/ci95_low": s["ci95_low"], f"{b}/ci95_high": s["ci95_high"],
-                    f"{b}/n": s["n"], f"{b}/format_failure_rate": s["format_failures"] / s["n"] if s["n"] else 0.0})
-    return row
+    from distill_ray.evaluate.rescore import score_columns  # one definition, shared with `distill-ray rescore`
+
+    return score_columns(scores)
 
 
 def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True) -> dict:
@@ -269,7 +266,8 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
             engine = make_engine(student, sweep.evaluation)
         scores = evaluate_checkpoint(student, ckpt["path"], benchmarks, sweep.evaluation, step=ckpt["step"],
                                      samples=ckpt["samples"], output_dir=eval_dir,
-                                     allow_network_risk=sweep.allow_network_risk, engine=engine)
+                                     allow_network_risk=sweep.allow_network_risk, engine=engine,
+                                     base_responses=os.path.join(exp_dir, "base", config["student"], "responses.jsonl"))
         row = {"trial": config["name"], "teacher": config["teacher"], "student": config["student"],
                "domain": config["domain"], **{f"extra/{k}": v for k, v in config.get("extra", {}).items()},
                "step": ckpt["step"], "samples": ckpt["samples"], "train_loss": ckpt["train_loss"],
