@@ -2,13 +2,19 @@
 
     from distill_ray.evaluate import evaluate_checkpoint, load_benchmark
     scores = evaluate_checkpoint(student_cfg, adapter_path, benchmarks, evaluation_cfg, step=100, samples=5000,
-                                 output_dir="runs/x/eval/step-100")
+                                 output_dir="runs/x/eval/step-100", base_responses="runs/x/base/s/responses.jsonl")
 
-Every benchmark is scored by the same judges that verify teacher traces (`distill_ray.verify`), so MATH-500 and the
-built-in mini-math use one math grader and MBPP+ and mini-code one sandbox. Each score separates "wrong answer" from
-"no answer in the expected format" (no `\\boxed{}`, no python block): a format failure is counted in
-`format_failures` as well as being wrong. Responses and per-item verdicts are written next to the scores so any number
-in a report can be traced to the text that produced it. Intervals are 95% Wilson intervals over items.
+What a benchmark is (loader, judge) comes from the registry (distill_ray/benchmarks.py). Every benchmark is scored by
+the judges that verify teacher traces (`distill_ray.verify`): MATH-500 and mini-math by the last-box math grader,
+mini-code by the sandboxed test-spec judge, and MBPP+ by evalplus's base and plus inputs through the same function as
+`distill-ray score mbppplus` (an item passes when both pass; `base_correct` keeps MBPP's base-only count). Each score
+separates "wrong answer" from "no answer in the expected format" (`verify.verdict.FORMAT_FAILURE_REASONS`): a format
+failure is counted in `format_failures` as well as being wrong. Each response is written to responses.jsonl as a
+`records.EvalItem` (verdict, base/plus status, finish reason, generated tokens) next to scores.json, so any number in a
+report can be traced to the text that produced it, and rescored later (`evaluate.rescore`). Intervals are 95% Wilson
+intervals over items. With `base_responses`, a checkpoint that answers like the base model fails (`evaluate.parity`).
+
+Not guaranteed: bit-identical responses across backends or hardware (see backends.py).
 """
 
 from __future__ import annotations
