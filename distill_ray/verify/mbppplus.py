@@ -42,6 +42,7 @@ from distill_ray.verify.sandbox import SandboxLimits, SandboxPool
 
 MIN_TIME_LIMIT = 1.0
 GT_TIME_LIMIT_FACTOR = 4.0
+MAX_RUN_WALL_S = 60.0  # cap of one split's whole run (the sum of its per-input limits), plus a second
 
 OUTPUT_NOT_NONE = frozenset({"check_str", "text_match_three", "text_starta_endb"})
 OUTPUT_SET_EQ = frozenset({"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
@@ -406,7 +407,7 @@ def run_base_plus(pairs: list[tuple[str, dict[str, Any]]], pool: SandboxPool, tr
         for split in ("base",) if base_only else ("base", "plus"):
             limits = [max(MIN_TIME_LIMIT, GT_TIME_LIMIT_FACTOR * t) for t in truth[task["task_id"]][split + "_time"]]
             jobs.append((_call_job(code, task, task[split + "_input"], limits),
-                         SandboxLimits(wall_s=min(60.0, sum(limits)) + 1.0)))
+                         SandboxLimits(wall_s=min(MAX_RUN_WALL_S, sum(limits)) + 1.0)))
             index.append((n, split))
     runs = _run_all(pool, jobs)
     out = [{"base_status": None, "plus_status": None, "base_details": [], "plus_details": [], "infra_error": False}

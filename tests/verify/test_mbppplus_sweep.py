@@ -4,9 +4,10 @@ plus inputs).
 
 Canonical parity runs on a seeded subset of CANONICAL_SUBSET tasks by default (each task costs 4 sandboxed runs per
 path on a shared 2-core machine); DISTILL_RAY_MBPP_ALL=1 runs all 378. Per-input time limits are evalplus's
-(4 x the ground truth's measured time, at least 1 s), so on a loaded machine a slow canonical solution can time out
-on one run and not the other; the tests widen the factor (for both paths alike) so that they judge the comparison
-rules, not the machine's load.
+(4 x the ground truth's measured time, at least 1 s; a split's whole run at most 61 s), so on a loaded machine a slow
+canonical solution can time out on one run and not the other (seen once in a full run at load 12-30: Mbpp/422 on one
+path, another task on the other); the tests widen both limits (for both paths alike) so that they judge the
+comparison rules, not the machine's load.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def private_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DISTILL_RAY_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(mbppplus, "GT_TIME_LIMIT_FACTOR", 40.0)
+    monkeypatch.setattr(mbppplus, "MAX_RUN_WALL_S", 600.0)
 
 
 def test_sweep_benchmark_carries_plus_inputs(shared_benchmarks):
@@ -136,10 +138,13 @@ def test_base_passing_plus_failing_solutions_fail_mbppplus_on_both_paths(shared_
     assert (score["correct"], score["base_correct"]) == (0, len(table))
 
 
-def test_missing_python_block_is_a_format_failure_on_mbppplus(shared_benchmarks, private_cache):
+def test_missing_python_block_is_a_format_failure_on_both_paths(shared_benchmarks, tmp_path, private_cache):
     problems = load_benchmark(BenchmarkConfig(name="mbppplus", path=str(shared_benchmarks / FILE), subset=1))
     (item,) = score_responses(problems, ["<think>I would loop over the list.</think>\n\nJust loop."],
                               benchmark="mbppplus")
     assert (item["verdict"], item["reason"], item["base_status"], item["plus_status"]) == (
         "fail", "no_code", "fail", "fail")
     assert summarise("mbppplus", [item], step=0, samples=0)["format_failures"] == 1
+    raw = _raw_rows(shared_benchmarks)
+    assert _score_cli(tmp_path, raw, [(problems[0]["id"], "Just loop.")]) == [("fail", "fail")]
+    assert json.loads((tmp_path / "out.json").read_text())["summary"]["format_failures"] == 1
