@@ -9,7 +9,12 @@ write (the gold verbatim, `\\dfrac` for `\\frac`, a decimal or `x = ` for plain 
 wrong ones are another number for plain numbers and `gold + 1` otherwise. Each response has a reasoning block with a
 discarded box in it. `--rounds N` grades the same items N times in one pool (a checkpoint re-grading a benchmark), and
 reports each round. Target: 500 items in under 5 s on 2 cores (round 1). Pool start-up (workers importing and
-warming up math-verify) is reported apart. Last stdout line is JSON.
+warming up math-verify) is reported apart.
+
+Then the judge's error rates on the labelled set built from the same file (`distill_ray.verify.math_labelled`: for
+every gold, rewrites that must pass and near-misses that must fail): `false_accept_rate` (target <= 0.005),
+`false_reject_rate` (target <= 0.015), and the slowest single case (target <= 2 s; each case is timed on its own,
+several in flight at once as in the sweep). `--no-labelled` skips it. Last stdout line is JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from fractions import Fraction
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill_ray.verify.math_grader import MathGrader, as_rational  # noqa: E402
+from distill_ray.verify.math_labelled import error_rates, labelled_cases  # noqa: E402
 
 DEFAULT_DATASET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "benchmarks", "math500.jsonl")
 THINK = "<think>Let me see. Perhaps \\boxed{0}? No, recompute.</think>\n\n"
@@ -89,6 +95,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--dataset", default=DEFAULT_DATASET)
+    parser.add_argument("--no-labelled", action="store_true")
     args = parser.parse_args()
     pairs = items(args.items, args.dataset)
     started = time.monotonic()
@@ -102,6 +109,7 @@ def main() -> None:
         started = time.monotonic()
         verdicts = grader.grade_many(pairs)
         rounds.append(time.monotonic() - started)
+    labelled = None if args.no_labelled or not os.path.exists(args.dataset) else labelled_rates(grader, args)
     grader.close()
     elapsed = rounds[0]
     reasons: dict[str, int] = {}
@@ -126,7 +134,40 @@ def main() -> None:
         "errors": sum(v.verdict == "error" for v in verdicts),
         "timeouts": sum(v.reason == "grader_timeout" for v in verdicts),
         "target_met": elapsed < 5.0 and len(pairs) >= 500,
+        **(labelled or {}),
     }))
+
+
+def labelled_rates(grader: MathGrader, args: argparse.Namespace) -> dict:
+    rows = [json.loads(line) for line in open(args.dataset) if line.strip()]
+    cases = labelled_cases([(row["unique_id"], row["answer"]) for row in rows])
+
+    def timed(case):
+        started = time.monotonic()
+        verdict = grader.grade(case.response, case.gold)
+        return verdict, time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(args.workers) as pool:
+        results = list(pool.map(timed, cases))
+    rates = error_rates(cases, [v for v, _ in results])
+    times = [t for _, t in results]
+    return {
+        "labelled_cases": rates["cases"],
+        "labelled_must_pass": rates["must_pass"],
+        "labelled_must_fail": rates["must_fail"],
+        "false_accepts": rates["false_accepts"],
+        "false_rejects": rates["false_rejects"],
+        "false_accept_rate": round(rates["false_accept_rate"], 5),
+        "false_reject_rate": round(rates["false_reject_rate"], 5),
+        "false_accept_examples": rates["false_accept_examples"][:5],
+        "false_reject_examples": rates["false_reject_examples"][:5],
+        "labelled_seconds": round(time.monotonic() - started, 2),
+        "slowest_case_s": round(max(times), 3),
+        "cases_over_2s": sum(t > 2.0 for t in times),
+        "labelled_targets_met": rates["false_accept_rate"] <= 0.005 and rates["false_reject_rate"] <= 0.015
+        and max(times) <= 2.0,
+    }
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
     distill-ray evaluate SWEEP.yaml [--student NAME] [...]        # base-model scores on the sweep's benchmarks
     distill-ray score math500|mbppplus --samples S.jsonl [--dataset D] --output O.json
     distill-ray report EXPERIMENT_DIR
+    distill-ray rescore EXPERIMENT_DIR [--allow-network-risk]  # re-judge stored responses, rewrite scores + report
     distill-ray teacher-server [--host 127.0.0.1] [--port 8000]
 
 Exit codes: 0 success, 1 a run that failed, 2 bad input (sweep file, arguments, data files) with a message that names
@@ -138,6 +139,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rescore(args: argparse.Namespace) -> int:
+    from distill_ray.evaluate.rescore import RescoreInputError, rescore_experiment
+
+    try:
+        summary = rescore_experiment(args.experiment_dir, allow_network_risk=args.allow_network_risk)
+    except RescoreInputError as exc:
+        print(f"distill-ray: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def _add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sweep", help="sweep file (YAML)")
     parser.add_argument("overrides", nargs="*", help="key.path=value overrides")
@@ -173,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md for an experiment directory")
     p.add_argument("experiment_dir")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("rescore", help="re-judge every stored response with today's judges; rewrite scores and report")
+    p.add_argument("experiment_dir")
+    p.add_argument("--allow-network-risk", action="store_true", help="run code even where the sandbox cannot cut "
+                   "the network")
+    p.set_defaults(func=_cmd_rescore)
     return parser
 
 

@@ -19,12 +19,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distill_ray.benchmarks import BENCHMARKS
 from distill_ray.problems.decontaminate import DecontaminationSettings
 from distill_ray.problems.schema import ProblemSourceConfig
 
 BUILTIN_STUDENTS = ("builtin:tiny-llama", "builtin:tiny-qwen3-moe")
-BUILTIN_BENCHMARKS = {"mini-math": "math", "mini-code": "code"}
-PUBLIC_BENCHMARKS = {"math500": "math", "mbppplus": "code"}
 
 
 class ConfigError(ValueError):
@@ -185,9 +184,16 @@ class StudentConfig(Strict):
         return value
 
 
+class VerifierOptions(Strict):
+    # math, training data only: fail a trace whose answer holds several different \boxed{} (evaluation always grades
+    # the last box, the standard rule)
+    strict_boxes: bool = False
+
+
 class DomainConfig(Strict):
     verifier: Literal["math", "code"]
     source: ProblemSourceConfig
+    verifier_options: VerifierOptions = VerifierOptions()
 
 
 class TrainingConfig(Strict):
@@ -217,7 +223,7 @@ class TrainingConfig(Strict):
 
 
 class BenchmarkConfig(Strict):
-    name: str  # one of BUILTIN_BENCHMARKS or PUBLIC_BENCHMARKS
+    name: str  # a name in the benchmark registry (distill_ray/benchmarks.py)
     path: str | None = None  # local file; default: the public source (downloaded, pinned, cached)
     subset: int | None = Field(None, ge=1)  # first N items (seeded shuffle), for quick runs
     seed: int = 0
@@ -225,14 +231,13 @@ class BenchmarkConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in BUILTIN_BENCHMARKS and value not in PUBLIC_BENCHMARKS:
-            known = ", ".join([*BUILTIN_BENCHMARKS, *PUBLIC_BENCHMARKS])
-            raise ValueError(f"unknown benchmark {value!r}; known: {known}")
+        if value not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {value!r}; known: {', '.join(BENCHMARKS)}")
         return value
 
     @property
     def domain(self) -> str:
-        return {**BUILTIN_BENCHMARKS, **PUBLIC_BENCHMARKS}[self.name]
+        return BENCHMARKS[self.name].domain
 
 
 class EvaluationConfig(Strict):

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from distill_ray.benchmarks import plan_items
 from distill_ray.config import ConfigError, StudentConfig, SweepConfig, TrainingConfig, trial_config
 
 # Planning figures for --dry-run; estimates, stated as such in the plan's "assumptions".
@@ -29,7 +30,6 @@ ACTIVE_PARAMETERS = {"Qwen/Qwen3-30B-A3B-Base": 3.3e9, "Qwen/Qwen3-30B-A3B": 3.3
 PEAK_BF16_FLOPS = 989e12  # H100 SXM / H200 dense bf16
 ASSUMED_MFU = 0.30
 ASSUMED_DECODE_MFU = 0.05  # batched decoding is memory-bound
-EVAL_ITEMS = {"math500": 500, "mbppplus": 378}
 EVAL_TOKENS_PER_ITEM = 1000
 
 
@@ -66,7 +66,7 @@ def plan_sweep(sweep: SweepConfig) -> dict:
         if active and gpus:
             # LoRA: forward plus input-gradient backward over frozen weights = 4 x active params FLOPs per token
             train_s = 4 * active * tokens / (PEAK_BF16_FLOPS * ASSUMED_MFU)
-            eval_tokens = (checkpoints + 1) * sum(EVAL_ITEMS.get(b.name, b.subset or 100) for b in
+            eval_tokens = (checkpoints + 1) * sum(plan_items(b.name, b.subset) for b in
                                                   config.evaluation.benchmarks) * EVAL_TOKENS_PER_ITEM
             eval_s = 2 * active * eval_tokens / (PEAK_BF16_FLOPS * ASSUMED_DECODE_MFU)
             gpu_hours = round(gpus * train_s / 3600 + eval_s / 3600, 1)

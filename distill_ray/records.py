@@ -31,6 +31,8 @@ class Problem(TypedDict):
 #   {"format": "assert", "entry_point": "f", "setup": "", "asserts": ["assert f(1) == 2", ...]}
 #   {"format": "pytest", "test_code": "def test_one():\n    assert f(1) == 2\n"}
 #   {"format": "stdio", "cases": [{"stdin": "...", "stdout": "..."}]}
+#   {"format": "evalplus", "task_id", "prompt", "canonical_solution", "entry_point", "base_input", "plus_input",
+#    "atol"}   MBPP+ as released (inputs JSON-serialised as in the release); judged by verify.mbppplus.judge_responses
 
 
 class Trace(TypedDict):
@@ -94,8 +96,10 @@ class BenchmarkScore(TypedDict):
     accuracy: float
     ci95_low: float
     ci95_high: float
-    format_failures: int  # responses with no answer in the expected format
+    format_failures: int  # responses with no answer in the expected format (verify.verdict.FORMAT_FAILURE_REASONS)
     errors: int  # items the judge could not run (infrastructure), excluded from n after retries
+    base_correct: int  # items whose base tests pass (MBPP's score for MBPP+); equal to `correct` without plus tests
+    length_capped: int  # responses that stopped at max_new_tokens (finish_reason "length")
 
 
 # ------------------------------------------------------------------------------------- experiment-directory shapes
@@ -145,3 +149,21 @@ class EvalWorkerRecord(TypedDict):
     engine_loads: int  # engines this actor had loaded when it finished (1 when the pool works as designed)
     started: float  # unix time
     finished: float
+
+
+class EvalItem(TypedDict):
+    """One evaluated response: a row of `eval/step-*/responses.jsonl` and `base/<student>/responses.jsonl`."""
+
+    benchmark: str
+    problem_id: str
+    response: str
+    verdict: VerdictName  # MBPP+: "pass" only when base and plus inputs both pass
+    reason: str
+    extracted: str
+    base_status: Literal["pass", "fail"]  # the base tests (MBPP+), else the verdict itself
+    plus_status: Literal["pass", "fail"] | None  # the plus inputs; None for benchmarks without plus tests
+    finish_reason: Literal["stop", "length"] | None  # None only from an engine that does not report it
+    generated_tokens: int | None
+
+
+EVAL_ITEM_FIELDS = tuple(EvalItem.__annotations__)

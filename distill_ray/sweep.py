@@ -70,12 +70,9 @@ def grid_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for s in scores:
-        b = s["benchmark"]
-        row.update({f"{b}/accuracy": s["accuracy"], f"{b}/ci95_low": s["ci95_low"], f"{b}/ci95_high": s["ci95_high"],
-                    f"{b}/n": s["n"], f"{b}/format_failure_rate": s["format_failures"] / s["n"] if s["n"] else 0.0})
-    return row
+    from distill_ray.evaluate.rescore import score_columns  # one definition, shared with `distill-ray rescore`
+
+    return score_columns(scores)
 
 
 def trial_row(config: dict[str, Any], ckpt: dict, scores: list[dict], *, examples: int) -> TrialRow:
@@ -174,7 +171,8 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     if not examples:
         raise RuntimeError(f"trial {name}: no verified training examples for {config['teacher']}/{config['domain']}")
     evaluator = Evaluator(sweep, config["student"], read_benchmarks(sweep, exp_dir),
-                          (pools or {}).get(config["student"]))
+                          (pools or {}).get(config["student"]),
+                          base_responses=os.path.join(ex.base_dir(exp_dir, config["student"]), "responses.jsonl"))
     listener = CheckpointListener() if use_ray_train else None
     outcome: dict[str, Any] = {}
 

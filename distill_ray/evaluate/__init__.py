@@ -2,13 +2,19 @@
 
     from distill_ray.evaluate import evaluate_checkpoint, load_benchmark
     scores = evaluate_checkpoint(student_cfg, adapter_path, benchmarks, evaluation_cfg, step=100, samples=5000,
-                                 output_dir="runs/x/eval/step-100")
+                                 output_dir="runs/x/eval/step-100", base_responses="runs/x/base/s/responses.jsonl")
 
-Every benchmark is scored by the same judges that verify teacher traces (`distill_ray.verify`), so MATH-500 and the
-built-in mini-math use one math grader and MBPP+ and mini-code one sandbox. Each score separates "wrong answer" from
-"no answer in the expected format" (no `\\boxed{}`, no python block): a format failure is counted in
-`format_failures` as well as being wrong. Responses and per-item verdicts are written next to the scores so any number
-in a report can be traced to the text that produced it. Intervals are 95% Wilson intervals over items.
+What a benchmark is (loader, judge) comes from the registry (distill_ray/benchmarks.py). Every benchmark is scored by
+the judges that verify teacher traces (`distill_ray.verify`): MATH-500 and mini-math by the last-box math grader,
+mini-code by the sandboxed test-spec judge, and MBPP+ by evalplus's base and plus inputs through the same function as
+`distill-ray score mbppplus` (an item passes when both pass; `base_correct` keeps MBPP's base-only count). Each score
+separates "wrong answer" from "no answer in the expected format" (`verify.verdict.FORMAT_FAILURE_REASONS`): a format
+failure is counted in `format_failures` as well as being wrong. Each response is written to responses.jsonl as a
+`records.EvalItem` (verdict, base/plus status, finish reason, generated tokens) next to scores.json, so any number in a
+report can be traced to the text that produced it, and rescored later (`evaluate.rescore`). Intervals are 95% Wilson
+intervals over items. With `base_responses`, a checkpoint that answers like the base model fails (`evaluate.parity`).
+
+Not guaranteed: bit-identical responses across backends or hardware (see backends.py).
 """
 
 from __future__ import annotations
@@ -17,50 +23,54 @@ import json
 import os
 from typing import Any
 
+from distill_ray.benchmarks import BENCHMARKS, get_benchmark
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, StudentConfig
-from distill_ray.records import BenchmarkScore, Problem
+from distill_ray.evaluate.backends import Generation
+from distill_ray.records import BenchmarkScore, EvalItem, Problem
 from distill_ray.stats import wilson_interval
-
-FORMAT_FAILURE_REASONS = frozenset({"no_box", "empty_box", "multiple_boxes", "no_code"})
+from distill_ray.verify.verdict import FORMAT_FAILURE_REASONS
 
 
 def load_benchmark(bench: BenchmarkConfig) -> list[Problem]:
-    """The benchmark's items as Problem rows; a `subset` takes a seeded sample of that many."""
+    """The benchmark's items as Problem rows (its loader in the registry); a `subset` takes a seeded sample (file
+    benchmarks) or sets how many are generated (built-in ones)."""
     import random
 
-    if bench.name in ("mini-math", "mini-code"):
-        from distill_ray.problems.builtin import make_problems
-
-        return make_problems(bench.domain, bench.name, bench.subset or 100, bench.seed)
-    from distill_ray.problems import benchmarks as public
-
-    items = public.load_math500(bench.path) if bench.name == "math500" else public.load_mbppplus(bench.path)
+    entry = get_benchmark(bench.name)
+    load = entry.load_function()
+    if entry.generated:
+        return load(bench.subset or entry.items, bench.seed)
+    items = load(bench.path)
     if bench.subset and bench.subset < len(items):
         items = random.Random(bench.seed).sample(items, bench.subset)
     return items
 
 
-def score_responses(problems: list[Problem], responses: list[str], *,
-                    allow_network_risk: bool = False) -> list[dict[str, Any]]:
-    """Judge each response against its problem; one dict per item with the verdict, reason and extracted answer."""
-    from distill_ray.verify import verify_rows
+def score_responses(problems: list[Problem], responses: list[str], *, allow_network_risk: bool = False,
+                    benchmark: str | None = None) -> list[dict[str, Any]]:
+    """Judge each response against its problem with the benchmark's judge (the registry's; without `benchmark`, by
+    each problem's test spec): one dict per item with verdict, reason, extracted, base_status and plus_status."""
+    from distill_ray.verify.items import judge_items
     from distill_ray.verify.sandbox import shared_pool
 
-    rows = [{"domain": p["domain"], "text": r, "answer": p["answer"], "tests": p["tests"], "problem_id": p["id"]}
-            for p, r in zip(problems, responses, strict=True)]
-    return verify_rows(rows, pool=shared_pool(allow_network_risk))
+    entry = BENCHMARKS.get(benchmark) if benchmark else None
+    return judge_items(problems, responses, judge=entry.judge if entry else None,
+                       pool=shared_pool(allow_network_risk))
 
 
 def summarise(benchmark: str, items: list[dict[str, Any]], *, step: int, samples: int) -> BenchmarkScore:
+    """The benchmark's score from its judged items (EvalItem rows or judge_items dicts)."""
     judged = [item for item in items if item["verdict"] != "error"]
     n = len(judged)
-    correct = sum(1 for item in items if item["verdict"] == "pass")
+    correct = sum(1 for item in judged if item["verdict"] == "pass")
     low, high = wilson_interval(correct, n)
     return BenchmarkScore(
         benchmark=benchmark, step=step, samples=samples, n=n, correct=correct,
         accuracy=correct / n if n else 0.0, ci95_low=low, ci95_high=high,
         format_failures=sum(1 for item in judged if item["reason"] in FORMAT_FAILURE_REASONS),
         errors=len(items) - n,
+        base_correct=sum(1 for item in judged if item.get("base_status", item["verdict"]) == "pass"),
+        length_capped=sum(1 for item in items if item.get("finish_reason") == "length"),
     )
 
 
@@ -83,12 +93,15 @@ def evaluate_checkpoint(
     output_dir: str | None = None,
     allow_network_risk: bool = False,
     engine: Any | None = None,
+    base_responses: str | list[dict[str, Any]] | None = None,
 ) -> list[BenchmarkScore]:
     """Generate greedily on every benchmark and score; writes responses.jsonl and scores.json when output_dir is set.
 
     A finished evaluation (scores.json present) is read back instead of recomputed, so resumed sweeps never redo one.
-    Pass an `engine` (from `make_engine`, or anything with the same `generate`) to evaluate many checkpoints on one
-    loaded base model.
+    Pass an `engine` (from `make_engine`, or anything with the same `generate`/`generate_with_info`) to evaluate many
+    checkpoints on one loaded base model. `base_responses` (the base model's responses.jsonl path or rows) turns on
+    the adapter-parity check: a checkpoint whose greedy responses equal the base model's on >= 98% of the shared
+    items raises `AdapterParityError` naming it, and nothing is written.
     """
     if output_dir and os.path.exists(os.path.join(output_dir, "scores.json")):
         with open(os.path.join(output_dir, "scores.json"), encoding="utf-8") as handle:
@@ -96,23 +109,43 @@ def evaluate_checkpoint(
     if engine is None:
         engine = make_engine(student, evaluation)
 
-    def generate(prompts: list[str]) -> list[str]:
-        return engine.generate(prompts, max_new_tokens=evaluation.max_new_tokens, adapter_path=adapter_path)
-
     scores: list[BenchmarkScore] = []
-    records: list[dict[str, Any]] = []
+    records: list[EvalItem] = []
     for name, problems in benchmarks.items():
-        responses = generate([p["prompt"] for p in problems])
-        items = score_responses(problems, responses, allow_network_risk=allow_network_risk)
-        scores.append(summarise(name, items, step=step, samples=samples))
-        for problem, response, item in zip(problems, responses, items, strict=True):
-            records.append({"benchmark": name, "problem_id": problem["id"], "response": response,
-                            "verdict": item["verdict"], "reason": item["reason"], "extracted": item["extracted"]})
+        generations = generate_with_info(engine, [p["prompt"] for p in problems],
+                                         max_new_tokens=evaluation.max_new_tokens, adapter_path=adapter_path)
+        responses = [g.text for g in generations]
+        items = score_responses(problems, responses, allow_network_risk=allow_network_risk, benchmark=name)
+        rows = [eval_item(name, problem["id"], generation, item)
+                for problem, generation, item in zip(problems, generations, items, strict=True)]
+        scores.append(summarise(name, rows, step=step, samples=samples))
+        records.extend(rows)
+    if adapter_path and base_responses is not None:
+        from distill_ray.evaluate.parity import check_not_base
+
+        check_not_base(adapter_path, records, base_responses)
     if output_dir:
         _write_atomically(os.path.join(output_dir, "responses.jsonl"),
                           "".join(json.dumps(r) + "\n" for r in records))
         _write_atomically(os.path.join(output_dir, "scores.json"), json.dumps(scores, indent=1))
     return scores
+
+
+def generate_with_info(engine: Any, prompts: list[str], *, max_new_tokens: int,
+                       adapter_path: str | None) -> list[Generation]:
+    """Responses with their finish reason and token count; an engine with only `generate` (a duck-typed one) gives
+    None for both."""
+    if hasattr(engine, "generate_with_info"):
+        return engine.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
+    texts = engine.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
+    return [Generation(text, None, None) for text in texts]
+
+
+def eval_item(benchmark: str, problem_id: str, generation: Generation, item: dict[str, Any]) -> EvalItem:
+    return EvalItem(benchmark=benchmark, problem_id=problem_id, response=generation.text, verdict=item["verdict"],
+                    reason=item["reason"], extracted=item["extracted"], base_status=item["base_status"],
+                    plus_status=item["plus_status"], finish_reason=generation.finish_reason,
+                    generated_tokens=generation.generated_tokens)
 
 
 def _write_atomically(path: str, text: str) -> None:

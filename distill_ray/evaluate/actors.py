@@ -3,6 +3,7 @@
     engine = EvalEngine(student_cfg, backend="transformers", batch_size=32)          # plain object, no Ray needed
     base = engine.generate(messages, max_new_tokens=512)                             # the base model
     step100 = engine.generate(messages, max_new_tokens=512, adapter_path="ckpt/step-100")
+    info = engine.generate_with_info(messages, max_new_tokens=512)   # Generation(text, finish_reason, tokens)
 
     handle = remote_eval_engine(student_cfg, evaluation_cfg)                         # the same class as a Ray actor
     responses = ray.get(handle.generate.remote(messages, max_new_tokens=512, adapter_path=path))
@@ -51,6 +52,15 @@ class EvalEngine:
             return self.backend.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
         self.backend.load_adapter(adapter_path)
         return self.backend.generate(prompts, max_new_tokens=max_new_tokens)
+
+    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
+                           adapter_path: str | None = None) -> list[Any]:
+        """`generate` with each response's finish reason ("stop"/"length") and generated-token count
+        (`backends.Generation` tuples)."""
+        if self.backend_name == "vllm":
+            return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
+        self.backend.load_adapter(adapter_path)
+        return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens)
 
     def adapter(self) -> str | None:
         """The adapter the transformers engine currently has merged (None for vLLM, which attaches per request)."""

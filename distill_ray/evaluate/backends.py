@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from distill_ray.config import StudentConfig
 
@@ -39,6 +39,19 @@ from distill_ray.config import StudentConfig
 STOP_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>")
 # LoRA ranks vLLM accepts for max_lora_rank (it rejects other values).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+class Generation(NamedTuple):
+    """One response and what ended it: "stop" (a stop token) or "length" (max_new_tokens reached); tokens counted as
+    generated, the stop token included where one ended the response (as vLLM counts them)."""
+
+    text: str
+    finish_reason: str | None
+    generated_tokens: int | None
+
+
+def finish_reason_of(tokens: list[int], stop_ids: list[int]) -> str:
+    return "stop" if tokens and tokens[-1] in stop_ids else "length"
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -194,6 +207,15 @@ class TransformersBackend:
         if adapter_path:
             peft_model = PeftModel.from_pretrained(self.base_model, adapter_path, is_trainable=False)
             peft_model.eval()
+            try:
+                from distill_ray.evaluate.parity import check_adapter_keys
+
+                check_adapter_keys(peft_model, adapter_path)
+            except Exception:
+                self.base_model = peft_model.unload()  # leave the engine serving the exact base model
+                self.model = self.base_model
+                self.adapter_path = None
+                raise
             if self.merge_adapter:
                 # Keep the weights merging will overwrite, so the exact base (or the next adapter) can come back.
                 for name, module in peft_model.base_model.model.named_modules():
@@ -241,8 +263,13 @@ class TransformersBackend:
 
     def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
         """One decoded response per user message, in prompt order (special tokens dropped, `<think>` kept)."""
+        return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens)]
+
+    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int) -> list[Generation]:
+        """`generate`, with each response's finish reason and generated-token count."""
         new = self.generate_ids(self.encode(prompts), max_new_tokens=max_new_tokens)
-        return [self.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in new]
+        return [Generation(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                           finish_reason_of(tokens, self.stop_ids), len(tokens)) for tokens in new]
 
 
 def adapter_rank(adapter_path: str) -> int:
@@ -293,6 +320,12 @@ class VLLMBackend:
         self._adapters: dict[str, int] = {}
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
+        return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens,
+                                                        adapter_path=adapter_path)]
+
+    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
+                           adapter_path: str | None = None) -> list[Generation]:
+        """Responses with vLLM's own finish reason ("stop"/"length") and output token count."""
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
@@ -313,4 +346,5 @@ class VLLMBackend:
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self.stop_ids,
                                 skip_special_tokens=True)
         results = self.llm.generate(token_prompts, params, lora_request=lora, use_tqdm=False)
-        return [r.outputs[0].text for r in results]
+        return [Generation(r.outputs[0].text, r.outputs[0].finish_reason, len(r.outputs[0].token_ids))
+                for r in results]

@@ -59,7 +59,10 @@ class EvalWorker:
             self.engine_loads += 1
         return self.engine
 
-    def evaluate(self, adapter_path: str | None, step: int, samples: int, output_dir: str) -> list[BenchmarkScore]:
+    def evaluate(self, adapter_path: str | None, step: int, samples: int, output_dir: str,
+                 base_responses: str | None = None) -> list[BenchmarkScore]:
+        """Scores of one model; a checkpoint is compared with `base_responses` (the base model's responses.jsonl)
+        so that an adapter that changed nothing fails (evaluate.parity)."""
         from distill_ray.evaluate import evaluate_checkpoint
 
         if ex.is_scored(output_dir):
@@ -67,7 +70,8 @@ class EvalWorker:
         started = time.time()
         scores = evaluate_checkpoint(self.student, adapter_path, self.benchmarks, self.evaluation, step=step,
                                      samples=samples, output_dir=output_dir,
-                                     allow_network_risk=self.allow_network_risk, engine=self._engine())
+                                     allow_network_risk=self.allow_network_risk, engine=self._engine(),
+                                     base_responses=base_responses)
         ex.write_json(os.path.join(output_dir, "worker.json"), self.record(started))
         return scores
 
@@ -126,7 +130,7 @@ class EvalPool:
         return worker
 
     async def evaluate(self, adapter_path: str | None, step: int, samples: int,
-                       output_dir: str) -> list[BenchmarkScore]:
+                       output_dir: str, base_responses: str | None = None) -> list[BenchmarkScore]:
         import asyncio
 
         if ex.is_scored(output_dir):
@@ -134,20 +138,20 @@ class EvalPool:
             return ex.read_scores(output_dir)
         task = self._running.get(output_dir)
         if task is None:  # the same model asked for twice (a retried trial) is evaluated once; both get its scores
-            task = asyncio.ensure_future(self._dispatch(adapter_path, step, samples, output_dir))
+            task = asyncio.ensure_future(self._dispatch(adapter_path, step, samples, output_dir, base_responses))
             self._running[output_dir] = task
             task.add_done_callback(lambda _: self._running.pop(output_dir, None))
         return await asyncio.shield(task)
 
     async def _dispatch(self, adapter_path: str | None, step: int, samples: int,
-                        output_dir: str) -> list[BenchmarkScore]:
+                        output_dir: str, base_responses: str | None) -> list[BenchmarkScore]:
         import ray
 
         while True:
             worker = await self._idle.get()
             self.in_flight += 1
             try:
-                scores = await worker.evaluate.remote(adapter_path, step, samples, output_dir)
+                scores = await worker.evaluate.remote(adapter_path, step, samples, output_dir, base_responses)
             except ray.exceptions.RayActorError:
                 # the actor (or its node) died: a new one takes its place and this request waits its turn again
                 self.replaced += 1
@@ -191,8 +195,9 @@ class Evaluator:
     in this process, on a thread of its own, evaluates the submissions in order."""
 
     def __init__(self, sweep: SweepConfig, student_name: str, benchmarks: dict[str, list[Problem]],
-                 pool: Any | None = None):
+                 pool: Any | None = None, base_responses: str | None = None):
         self.pool = pool
+        self.base_responses = base_responses  # the base model's responses.jsonl: checkpoints must differ from it
         self._local: EvalWorker | None = None
         self._executor = None
         if pool is None:
@@ -207,13 +212,14 @@ class Evaluator:
 
     def submit(self, ckpt: dict, output_dir: str) -> Any:
         if self.pool is not None:
-            return self.pool.evaluate.remote(ckpt["path"], ckpt["step"], ckpt["samples"], output_dir).future()
+            return self.pool.evaluate.remote(ckpt["path"], ckpt["step"], ckpt["samples"], output_dir,
+                                             self.base_responses).future()
         return self._executor.submit(self._evaluate_here, ckpt, output_dir)
 
     def _evaluate_here(self, ckpt: dict, output_dir: str) -> list[BenchmarkScore]:
         if self._local is None:
             self._local = self._make()
-        return self._local.evaluate(ckpt["path"], ckpt["step"], ckpt["samples"], output_dir)
+        return self._local.evaluate(ckpt["path"], ckpt["step"], ckpt["samples"], output_dir, self.base_responses)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -6,7 +6,9 @@ What it does
   `load_mbppplus(path)` reads evalplus's MbppPlus release (.jsonl or .jsonl.gz); id = task_id, prompt = the task
   text with its example assert (as MBPP shows it) + the code-block instruction, tests = an "assert" spec built from
   the `assertion` field (its imports become setup), entry point from `entry_point`. `load_mbppplus_raw` returns the
-  rows untouched (plus inputs, contracts, atol) for evalplus-style scoring.
+  rows untouched (plus inputs, contracts, atol) for evalplus-style scoring. `load_mbppplus` (base asserts only) serves
+  decontamination; the sweep evaluates with `load_mbppplus_evalplus`: same prompts, tests = an "evalplus" spec with
+  base and plus inputs, judged by `verify.mbppplus.judge_responses` (the judge of `distill-ray score mbppplus`).
   With `path=None` the pinned public file is downloaded once into the cache (`cache_dir`, else
   $DISTILL_RAY_CACHE/benchmarks, else ~/.cache/distill_ray/benchmarks) and checked against its sha256.
 
@@ -216,6 +218,33 @@ def load_mbppplus(path: str | None = None, *, cache_dir: str | None = None) -> l
                 prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}",
                 answer="",
                 tests=json.dumps(spec),
+                source=source,
+                split="mbppplus",
+            )
+        )
+    return problems
+
+
+def load_mbppplus_evalplus(path: str | None = None, *, cache_dir: str | None = None) -> list[Problem]:
+    """MBPP+ as the sweep evaluates it: the same prompts as `load_mbppplus`, tests = an "evalplus" spec (base and plus
+    inputs, canonical solution, atol) judged by `verify.mbppplus.judge_responses`, the judge of `score mbppplus`."""
+    from distill_ray.verify.mbppplus import EVALPLUS_SPEC_FIELDS, evalplus_spec
+
+    resolved = _resolve(path, MBPPPLUS_FILE, cache_dir)
+    source = "evalplus:MbppPlus-v0.2.0" if path is None else str(resolved)
+    problems: list[Problem] = []
+    for lineno, row in _read_rows(resolved):
+        _require(resolved, lineno, row, EVALPLUS_SPEC_FIELDS)
+        for name in ("base_input", "plus_input"):
+            if not isinstance(row[name], list) and row[name] != {}:
+                raise ProblemSourceError(f"{resolved}:{lineno}: field {name!r} must be a list")
+        problems.append(
+            Problem(
+                id=str(row["task_id"]),
+                domain="code",
+                prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}",
+                answer="",
+                tests=json.dumps(evalplus_spec(row)),
                 source=source,
                 split="mbppplus",
             )

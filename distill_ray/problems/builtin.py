@@ -18,11 +18,13 @@ import random
 import re
 from dataclasses import dataclass
 
+from distill_ray.benchmarks import BENCHMARKS
 from distill_ray.records import Problem
 
 MATH_INSTRUCTION = "Put your final answer in \\boxed{}."
 CODE_INSTRUCTION = "Write your final solution as a Python code block."
-BENCHMARK_SPLITS = {"math": "mini-math", "code": "mini-code"}
+# The generated benchmark of each domain, from the benchmark registry (distill_ray/benchmarks.py).
+BENCHMARK_SPLITS = {b.domain: b.name for b in BENCHMARKS.values() if b.generated}
 
 _NAMES = [
     ("Ann", "She"), ("Ben", "He"), ("Cara", "She"), ("Dan", "He"), ("Eva", "She"), ("Finn", "He"),
@@ -135,6 +137,16 @@ _MATH_RE = re.compile(
 )
 _CODE_RE = re.compile(r"^Write a Python function (?P<fn>\w+)\(x\) that returns x (?P<op>plus|minus|times) (?P<k>\d+)\.")
 _CODE_WORDS = {"plus": "add", "minus": "sub", "times": "mul"}
+
+
+def mini_math(n: int, seed: int) -> list[Problem]:
+    """The mini-math benchmark (the registry's loader): `n` held-out arithmetic problems."""
+    return make_problems("math", "mini-math", n, seed)
+
+
+def mini_code(n: int, seed: int) -> list[Problem]:
+    """The mini-code benchmark (the registry's loader): `n` held-out function problems."""
+    return make_problems("code", "mini-code", n, seed)
 
 
 def solve_prompt(prompt: str) -> Solution | None:

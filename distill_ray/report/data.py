@@ -37,14 +37,14 @@ class BenchmarkInfo(NamedTuple):
 
 
 def benchmark_info(name: str) -> BenchmarkInfo:
-    """What the report knows about a benchmark by name (to be replaced by the benchmark registry)."""
-    known = {
-        "math500": BenchmarkInfo("math", "MATH-500", "MATH", None),
-        "mbppplus": BenchmarkInfo("code", "MBPP+", "MBPP", "MBPP"),
-        "mini-math": BenchmarkInfo("math", "mini-math", "mini-math", None),
-        "mini-code": BenchmarkInfo("code", "mini-code", "mini-code", None),
-    }
-    return known.get(name, BenchmarkInfo(None, name, name, None))
+    """What the report shows of a benchmark, from the registry (distill_ray/benchmarks.py); a name the registry does
+    not know is shown as itself, in no column."""
+    from distill_ray.benchmarks import BENCHMARKS
+
+    entry = BENCHMARKS.get(name)
+    if entry is None:
+        return BenchmarkInfo(None, name, name, None)
+    return BenchmarkInfo(entry.domain, entry.display, entry.short or entry.display, entry.base_display)
 
 
 def read_jsonl(path: str, required: tuple[str, ...] = (),

@@ -6,7 +6,8 @@ S rows: {"unique_id", "response"}; D rows: {"problem", "solution", "answer", "su
 (any number of rows).
 Output: {"summary": {"n", "correct", "accuracy", "ci95", "format_failures", "reasons", ...}, "items": [{"unique_id",
 "correct", "reason", "extracted"}, ...]} with one item per sample, in sample order. "format_failures" counts responses
-with no gradable answer (no box, no answer after the reasoning, empty or several boxes), kept apart from wrong answers.
+with no gradable answer (`verdict.FORMAT_FAILURE_REASONS`, the one definition the sweep uses too: no box, an empty
+box, reasoning never closed), kept apart from wrong answers.
 Grader errors (a crashed worker) are retried twice and then scored as incorrect with reason "grader_error".
 
 Not guaranteed: grading beyond `math_grader`'s rules (see its docstring).
@@ -19,8 +20,7 @@ from typing import Any
 from distill_ray.verify.math_grader import MathGrader
 from distill_ray.verify.mbppplus import InputError, read_jsonl
 from distill_ray.verify.stats import wilson_interval
-
-FORMAT_REASONS = frozenset({"no_box", "no_answer", "empty_box", "multiple_boxes", "multiple_candidates"})
+from distill_ray.verify.verdict import FORMAT_FAILURE_REASONS
 
 
 def load_math500(path: str) -> dict[str, dict[str, Any]]:
@@ -66,7 +66,7 @@ def score_math500(samples: list[dict[str, Any]], problems: dict[str, dict[str, A
         "correct": correct,
         "accuracy": correct / n if n else 0.0,
         "ci95": [low, high],
-        "format_failures": sum(c for r, c in reasons.items() if r in FORMAT_REASONS),
+        "format_failures": sum(c for r, c in reasons.items() if r in FORMAT_FAILURE_REASONS),
         "reasons": dict(sorted(reasons.items())),
     }
     return {"summary": summary, "items": items}

@@ -5,15 +5,20 @@
 
 Rules, in order (each "fail" carries the reason in parentheses):
 - The answer section is the text after the last `</think>`; an unclosed `<think>` means no answer (`no_answer`).
-- Every `\\boxed{...}` / `\\fbox{...}` there is brace-matched. None: `no_box` (there is no fallback to the last number).
-  Several with different contents: `multiple_boxes`. The last one empty: `empty_box`. One listing alternatives
-  ("3 or 5"): `multiple_candidates`. Longer than `MAX_ANSWER_CHARS`: `answer_too_long`. A numeric power tower or the
-  factorial of a huge number: `pathological_answer`, at once.
+- Every `\\boxed{...}` / `\\fbox{...}` there is brace-matched, and the LAST one is the answer (the standard rule:
+  a model that boxes an intermediate result and then corrects itself is graded on its correction). None: `no_box`
+  (there is no fallback to the last number). A wrapper around the whole box (`\\textbf{}`, `\\text{}`,
+  `\\mathrm{}`, ...) and a trailing period or comma inside it are dropped. The last one empty: `empty_box`. One
+  listing alternatives ("3 or 5", or "3, 5" where the gold has no comma): `multiple_candidates`. Longer than
+  `MAX_ANSWER_CHARS`: `answer_too_long`. A numeric power tower or the factorial of a huge number:
+  `pathological_answer`, at once. With `strict_boxes=True` (a verifier option for training data, off by default:
+  `domains.<name>.verifier_options.strict_boxes`) several boxes with different contents fail (`multiple_boxes`).
 - Exact path (`exact_verdict`, run in the caller: regular expressions and `Fraction` on at most `MAX_ANSWER_CHARS`
   characters, no sympy, so it cannot hang): the same text as the gold (whitespace that LaTeX ignores aside) passes;
   plain numbers on both sides (integers, decimals, `\\frac{a}{b}`, `\\frac12`, `a/b`, after removing `$`, units in
   `\\text{}`, degrees, percent, thousands separators and a leading `x =`) are compared as exact rationals, so neither
-  a rounded decimal nor a near-equal tiny value passes. Most MATH answers are decided here without a worker.
+  a rounded decimal nor a near-equal tiny value passes; answers made of words (`\\text{Evelyn}`, `Evelyn`,
+  `\\text{(C)}`) compare as words, case aside. Most MATH answers are decided here without a worker.
 - A decimal answer to a gold answer that is not a plain number (`\\sqrt2`, `\\pi`) fails (`approximate_answer`)
   unless the gold is exactly that rational: MATH answers are exact.
 - Everything else goes to math-verify (gold first; it is not symmetric) on the box contents only, then a numeric second
@@ -96,18 +101,77 @@ def find_boxes(text: str) -> list[str]:
 
 
 _CANDIDATES_RE = re.compile(r"(\\text\{\s*or\s*\}|\\textrm\{\s*or\s*\}|\\mbox\{\s*or\s*\}|\bor\b|\\lor\b)")
+# A box made of one text/bold/roman wrapper: the wrapper is presentation, the contents are the answer.
+_WRAPPER_RE = re.compile(r"^\\(?:text|textbf|textit|textrm|textsf|mathrm|mathbf|mathit|mathsf|mbox|boldsymbol)\s*\{")
 
 
-def extract_final_answer(response: str) -> tuple[str | None, str]:
-    """(failure reason or None, the extracted box contents)."""
+def unwrap(answer: str) -> str:
+    """The answer without a wrapper around all of it (`\\textbf{Evelyn}` -> `Evelyn`), repeatedly, and without a
+    trailing period or comma (`27.` -> `27`; a LaTeX space `\\,` at the end goes too)."""
+    s = answer.strip()
+    while True:
+        before = s
+        s = s.strip().strip("$").strip()
+        while s.endswith(("\\,", "\\;", "\\!", "\\ ")):
+            s = s[:-2].rstrip()
+        if s.endswith((".", ",")) and not s.endswith(("\\.", "\\,")):
+            s = s[:-1].rstrip()
+        match = _WRAPPER_RE.match(s)
+        if match and s.endswith("}") and _closing_brace(s, match.end() - 1) == len(s) - 1:
+            s = s[match.end() : -1].strip()
+        if s == before:
+            return s
+
+
+def _closing_brace(s: str, start: int) -> int:
+    """Index of the brace that closes the one at `start`, or -1."""
+    depth, j = 0, start
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return -1
+
+
+def _top_level_commas(s: str) -> int:
+    """Commas outside any bracket: `3, 4` has one, `(3, 4)` and `\\frac{1,2}{3}` none."""
+    depth, count, j = 0, 0, 0
+    while j < len(s):
+        c = s[j]
+        if c == "\\":
+            j += 2  # `\{` and `\}` are escaped braces, and `\,` a space; the brackets around them still count
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            count += 1
+        j += 1
+    return count
+
+
+def extract_final_answer(response: str, *, strict_boxes: bool = False) -> tuple[str | None, str]:
+    """(failure reason or None, the extracted answer): the last box after the reasoning, unwrapped.
+
+    `strict_boxes` (a training-data option, off by default) also fails a response whose answer section holds several
+    boxes with different contents (`multiple_boxes`), as a stricter filter for traces a student learns from."""
     section = answer_section(response)
     if section is None:
         return "no_answer", ""
     boxes = find_boxes(section)
     if not boxes:
         return "no_box", ""
-    final = boxes[-1].strip()
-    if len({_squash(b) for b in boxes}) > 1:
+    final = unwrap(boxes[-1])
+    if strict_boxes and len({_squash(unwrap(b)) for b in boxes}) > 1:
         return "multiple_boxes", final
     if not _squash(final):
         return "empty_box", final
@@ -118,6 +182,16 @@ def extract_final_answer(response: str) -> tuple[str | None, str]:
     if _looks_pathological(final):
         return "pathological_answer", final
     return None, final
+
+
+def hedges_against(gold: str, answer: str) -> bool:
+    """An answer listing several values where the gold is one (`3, 4` for `3`); a thousands separator is no list,
+    and a gold with any comma (a tuple, set or list) is left to the comparison."""
+    if "," in gold.replace("{,}", "") or not _top_level_commas(answer):
+        return False
+    if re.search(r",\s", answer):
+        return True  # `284, 285`: a thousands separator is never followed by a space
+    return not _THOUSANDS_RE.match(normalize_number_text(answer))
 
 
 _TOWER_RE = re.compile(r"\d+\^\{?\(?\d+\)?\^")
@@ -206,10 +280,32 @@ def exact_verdict(gold: str, answer: str) -> tuple[bool, str] | None:
         return None
     if canonical_text(gold) == canonical_text(answer):
         return True, "correct"
+    if canonical_text(unwrap(gold)) == canonical_text(unwrap(answer)):
+        return True, "correct"
+    plain_gold = _plain_words(gold)
+    plain_answer = _plain_words(answer, letter=plain_gold is not None and len(plain_gold) == 1)
+    if plain_gold is not None and plain_answer is not None:
+        return (True, "correct") if plain_gold == plain_answer else (False, "wrong_answer")
     gold_value, answer_value = as_rational(gold), as_rational(answer)
     if gold_value is not None and answer_value is not None:
         return (True, "correct") if gold_value == answer_value else (False, "wrong_answer")
     return None
+
+
+_WORDS_RE = re.compile(r"^\(?([A-Za-z][A-Za-z ]*)\)?$")
+
+
+def _plain_words(s: str, *, letter: bool = False) -> str | None:
+    """A text answer made of words only (`\text{Evelyn}`, `Evelyn`, `\text{(C)}`), lower-cased with spaces squashed
+    and choice parentheses dropped; None for anything mathematical (a single letter outside a choice stays maths)."""
+    t = unwrap(s)
+    match = _WORDS_RE.match(t)
+    if not match:
+        return None
+    words = " ".join(match.group(1).split()).lower()
+    if len(words) == 1 and not (letter or t.startswith("(") or s.strip().startswith("\\text")):
+        return None  # `x` or `C` written bare: a variable as often as a choice
+    return words
 
 
 def is_decimal_literal(s: str) -> bool:
@@ -476,8 +572,8 @@ class MathGrader:
             self._all.append(worker)
         self._idle.put(worker)
 
-    def grade(self, response: str, gold: str) -> Verdict:
-        reason, answer = extract_final_answer(response)
+    def grade(self, response: str, gold: str, *, strict_boxes: bool = False) -> Verdict:
+        reason, answer = extract_final_answer(response, strict_boxes=strict_boxes)
         if reason is not None:
             return failed(reason, answer)
         return self.compare(gold, answer)
@@ -485,6 +581,8 @@ class MathGrader:
     def compare(self, gold: str, answer: str) -> Verdict:
         if not str(gold).strip():
             return errored("missing_gold", answer)
+        if hedges_against(str(gold), answer):
+            return failed("multiple_candidates", answer)
         decided = exact_verdict(str(gold), answer)
         if decided is not None:
             return passed("correct", answer) if decided[0] else failed(decided[1], answer)
@@ -546,9 +644,9 @@ def shared_grader() -> MathGrader:
         return _SHARED["pool"]
 
 
-def grade_math(response: str, gold: str, *, grader: MathGrader | None = None) -> Verdict:
+def grade_math(response: str, gold: str, *, grader: MathGrader | None = None, strict_boxes: bool = False) -> Verdict:
     """Grade one response against its gold answer (see the module docstring for the rules)."""
-    reason, answer = extract_final_answer(response)
+    reason, answer = extract_final_answer(response, strict_boxes=strict_boxes)
     if reason is not None:
         return failed(reason, answer)
     return (grader or shared_grader()).compare(gold, answer)

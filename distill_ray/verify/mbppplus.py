@@ -15,6 +15,11 @@ Differences by design: the expected outputs never enter the program's process, o
 (an object with a custom `__eq__` fails), and the ground truth is computed in the sandbox and cached where no program
 can write. Inputs of the MBPP+ tasks that evalplus turns into tuples/sets are converted the same way by task number.
 
+The sweep judges its MBPP+ items with the same code (`judge_responses`): each Problem carries an "evalplus" test spec
+(`evalplus_spec`: the release row's inputs, canonical solution and atol), the response's last python block goes through
+`solution_code` like a sample's solution, and `run_base_plus` runs base and plus inputs for both callers. An item
+passes MBPP+ when base and plus both pass (as evalplus and the seed report); base alone is MBPP's score.
+
 Not guaranteed: identical timing-based verdicts on a loaded machine (as with evalplus, per-input limits depend on
 measured ground-truth times).
 """
@@ -37,6 +42,7 @@ from distill_ray.verify.sandbox import SandboxLimits, SandboxPool
 
 MIN_TIME_LIMIT = 1.0
 GT_TIME_LIMIT_FACTOR = 4.0
+MAX_RUN_WALL_S = 60.0  # cap of one split's whole run (the sum of its per-input limits), plus a second
 
 OUTPUT_NOT_NONE = frozenset({"check_str", "text_match_three", "text_starta_endb"})
 OUTPUT_SET_EQ = frozenset({"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
@@ -391,41 +397,123 @@ def _status(run: Any, task: dict[str, Any], expected: list, inputs: list) -> tup
     return status, details
 
 
-def score_mbppplus(samples: list[dict[str, Any]], tasks: dict[str, dict[str, Any]], pool: SandboxPool,
-                   truth: dict[str, dict[str, Any]], *, base_only: bool = False) -> dict[str, Any]:
-    """evalplus's result shape ({"eval": {task_id: [...]}}) plus a "summary"."""
+def run_base_plus(pairs: list[tuple[str, dict[str, Any]]], pool: SandboxPool, truth: dict[str, dict[str, Any]], *,
+                  base_only: bool = False) -> list[dict[str, Any]]:
+    """The one MBPP+ judge both `score mbppplus` and the sweep use: per (program, task), the base and plus statuses
+    ("pass", "fail" or "timeout"; plus None when base_only), the per-input details and whether the sandbox itself
+    failed twice (`infra_error`, an infrastructure problem rather than the program's)."""
     jobs, index = [], []
-    codes = []
-    for n, sample in enumerate(samples):
-        task = tasks[sample["task_id"]]
-        code = solution_code(sample, task)
-        codes.append(code)
+    for n, (code, task) in enumerate(pairs):
         for split in ("base",) if base_only else ("base", "plus"):
             limits = [max(MIN_TIME_LIMIT, GT_TIME_LIMIT_FACTOR * t) for t in truth[task["task_id"]][split + "_time"]]
             jobs.append((_call_job(code, task, task[split + "_input"], limits),
-                         SandboxLimits(wall_s=min(60.0, sum(limits)) + 1.0)))
+                         SandboxLimits(wall_s=min(MAX_RUN_WALL_S, sum(limits)) + 1.0)))
             index.append((n, split))
     runs = _run_all(pool, jobs)
-    statuses: dict[tuple[int, str], tuple[str, list[bool]]] = {}
-    for (n, split), run in zip(index, runs):
-        task = tasks[samples[n]["task_id"]]
+    out = [{"base_status": None, "plus_status": None, "base_details": [], "plus_details": [], "infra_error": False}
+           for _ in pairs]
+    for position, ((n, split), run) in enumerate(zip(index, runs)):
+        task = pairs[n][1]
         if run.outcome == "infra_error":
-            run = pool.run(*jobs[index.index((n, split))])  # retried once: infrastructure, not the program
-        statuses[(n, split)] = _status(run, task, truth[task["task_id"]][split], task[split + "_input"])
+            run = pool.run(*jobs[position])  # retried once: infrastructure, not the program
+            if run.outcome == "infra_error":
+                out[n]["infra_error"] = True
+        status, details = _status(run, task, truth[task["task_id"]][split], task[split + "_input"])
+        out[n][split + "_status"], out[n][split + "_details"] = status, details
+    return out
+
+
+def score_mbppplus(samples: list[dict[str, Any]], tasks: dict[str, dict[str, Any]], pool: SandboxPool,
+                   truth: dict[str, dict[str, Any]], *, base_only: bool = False) -> dict[str, Any]:
+    """evalplus's result shape ({"eval": {task_id: [...]}}) plus a "summary"."""
+    codes = [solution_code(sample, tasks[sample["task_id"]]) for sample in samples]
+    results = run_base_plus([(code, tasks[s["task_id"]]) for code, s in zip(codes, samples)], pool, truth,
+                            base_only=base_only)
     eval_out: dict[str, list[dict[str, Any]]] = {}
     for n, sample in enumerate(samples):
         tid = sample["task_id"]
-        base_status, base_details = statuses[(n, "base")]
-        plus_status, plus_details = statuses.get((n, "plus"), (None, []))
+        r = results[n]
         eval_out.setdefault(tid, []).append({
             "task_id": tid,
             "solution": codes[n],
-            "base_status": base_status,
-            "plus_status": plus_status,
-            "base_fail_tests": _failed_inputs(base_status, base_details, tasks[tid]["base_input"]),
-            "plus_fail_tests": _failed_inputs(plus_status, plus_details, tasks[tid]["plus_input"]),
+            "base_status": r["base_status"],
+            "plus_status": r["plus_status"],
+            "base_fail_tests": _failed_inputs(r["base_status"], r["base_details"], tasks[tid]["base_input"]),
+            "plus_fail_tests": _failed_inputs(r["plus_status"], r["plus_details"], tasks[tid]["plus_input"]),
         })
-    return {"eval": eval_out, "summary": summarize(eval_out, base_only)}
+    summary = summarize(eval_out, base_only)
+    # no program in the sample at all: the "no python block" format failure of verdict.FORMAT_FAILURE_REASONS
+    summary["format_failures"] = sum(1 for code in codes if not code.strip())
+    return {"eval": eval_out, "summary": summary}
+
+
+# ------------------------------------------------------------------ the sweep's path: test specs of format "evalplus"
+
+EVALPLUS_SPEC_FIELDS = ("task_id", "prompt", "canonical_solution", "entry_point", "base_input", "plus_input")
+
+
+def evalplus_spec(row: dict[str, Any]) -> dict[str, Any]:
+    """The test spec (Problem.tests, format "evalplus") of one MBPP+ release row: everything the judge needs, inputs
+    as released (restored to Python types by `task_from_spec`), so a stored benchmark can be judged anywhere."""
+    spec = {"format": "evalplus", **{name: row[name] for name in EVALPLUS_SPEC_FIELDS}}
+    spec["atol"] = float(row.get("atol") or 0)
+    for name in ("base_input", "plus_input"):
+        if spec[name] == {}:
+            spec[name] = []  # Mbpp/793 ships its empty plus inputs as {}
+    return spec
+
+
+def task_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A task as `load_mbppplus` returns it, from an "evalplus" test spec."""
+    task = {name: spec[name] for name in EVALPLUS_SPEC_FIELDS}
+    task["base_input"] = deserialize_inputs(task["task_id"], list(spec["base_input"]))
+    task["plus_input"] = deserialize_inputs(task["task_id"], list(spec["plus_input"]))
+    task["atol"] = float(spec.get("atol") or 0)
+    return task
+
+
+def judge_responses(responses: list[str], specs: list[dict[str, Any]], pool: SandboxPool, *,
+                    use_cache: bool = True) -> list[dict[str, Any]]:
+    """Model responses (the last ```python block after the reasoning) judged like `score mbppplus` judges a solution:
+    one dict per response with verdict ("pass" only when base and plus inputs both pass), reason, extracted program,
+    base_status and plus_status ("pass"/"fail"; a timeout is a fail with reason "timeout" or "plus_timeout")."""
+    from distill_ray.verify.code import extract_code
+
+    tasks: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec["task_id"] not in tasks:
+            tasks[spec["task_id"]] = task_from_spec(spec)
+    # the ground-truth cache is keyed by the exact tasks judged (a subset or an edited file gets its own entry)
+    unique = [spec for _, spec in sorted({s["task_id"]: s for s in specs}.items())]
+    digest = hashlib.sha256(json.dumps(unique, sort_keys=True, default=str).encode()).hexdigest()
+    truth = ground_truth(tasks, pool, digest, use_cache=use_cache) if tasks else {}
+    out: list[dict[str, Any] | None] = [None] * len(responses)
+    pairs, where = [], []
+    for n, (response, spec) in enumerate(zip(responses, specs, strict=True)):
+        block = extract_code(response)
+        if block is None:
+            out[n] = {"verdict": "fail", "reason": "no_code", "extracted": "", "base_status": "fail",
+                      "plus_status": "fail"}
+            continue
+        task = tasks[spec["task_id"]]
+        pairs.append((solution_code({"solution": block}, task), task))
+        where.append(n)
+    for n, (code, _task), result in zip(where, pairs, run_base_plus(pairs, pool, truth)):
+        out[n] = {"extracted": code, **_item_verdict(result)}
+    return out  # type: ignore[return-value]
+
+
+def _item_verdict(result: dict[str, Any]) -> dict[str, Any]:
+    base, plus = result["base_status"], result["plus_status"]
+    statuses = {"base_status": "pass" if base == "pass" else "fail",
+                "plus_status": "pass" if plus == "pass" else "fail"}
+    if result["infra_error"]:
+        return {"verdict": "error", "reason": "sandbox_error", **statuses}
+    if base != "pass":
+        return {"verdict": "fail", "reason": "timeout" if base == "timeout" else "wrong_answer", **statuses}
+    if plus != "pass":
+        return {"verdict": "fail", "reason": "plus_timeout" if plus == "timeout" else "plus_wrong_answer", **statuses}
+    return {"verdict": "pass", "reason": "correct", **statuses}
 
 
 def _failed_inputs(status: str | None, details: list[bool], inputs: list) -> list:

@@ -25,7 +25,7 @@ from distill_ray.verify.verdict import Verdict, errored
 
 
 def _judge_row(row: dict[str, Any], grader: MathGrader | None, pool: SandboxPool | None,
-               limits: SandboxLimits | None) -> Verdict:
+               limits: SandboxLimits | None, strict_boxes: bool = False) -> Verdict:
     if row.get("status") == "failed":
         return errored("generation_failed")
     domain = row.get("domain")
@@ -33,7 +33,7 @@ def _judge_row(row: dict[str, Any], grader: MathGrader | None, pool: SandboxPool
     if not isinstance(text, str):
         return errored("missing_text")
     if domain == "math":
-        return (grader or shared_grader()).grade(text, str(row.get("answer", "")))
+        return (grader or shared_grader()).grade(text, str(row.get("answer", "")), strict_boxes=strict_boxes)
     if domain == "code":
         return check_code(text, row.get("tests", ""), pool=pool or shared_pool(), limits=limits)
     return errored("unknown_domain")
@@ -47,14 +47,16 @@ def verify_rows(
     pool: SandboxPool | None = None,
     limits: SandboxLimits | None = None,
     concurrency: int | None = None,
+    strict_boxes: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows with "verdict", "reason", "extracted" added (new dicts, input order)."""
+    """Rows with "verdict", "reason", "extracted" added (new dicts, input order). `strict_boxes`: the training-data
+    option of the math judge (several different boxes fail; `domains.<d>.verifier_options.strict_boxes`)."""
     width = concurrency or max(getattr(grader, "size", 0), getattr(pool, "size", 0), 2)
     verdicts: list[Verdict | None] = [None] * len(rows)
     todo = list(range(len(rows)))
     for _attempt in range(max_retries + 1):
         with ThreadPoolExecutor(width) as executor:
-            results = list(executor.map(lambda i: _judge_row(rows[i], grader, pool, limits), todo))
+            results = list(executor.map(lambda i: _judge_row(rows[i], grader, pool, limits, strict_boxes), todo))
         for i, verdict in zip(todo, results):
             verdicts[i] = verdict
         todo = [i for i in todo if verdicts[i].verdict == "error" and verdicts[i].reason != "generation_failed"
@@ -73,7 +75,8 @@ class VerifyBatch:
     """Ray Data UDF: holds a math grader pool and a sandbox pool for the actor's lifetime."""
 
     def __init__(self, *, workers: int | None = None, allow_network_risk: bool = False, max_retries: int = 2,
-                 wall_s: float = 10.0) -> None:
+                 wall_s: float = 10.0, strict_boxes: bool = False) -> None:
+        self.strict_boxes = strict_boxes
         self.grader = MathGrader(workers)
         self.pool = SandboxPool(workers, allow_network_risk=allow_network_risk)
         self.limits = SandboxLimits(wall_s=wall_s)
@@ -83,7 +86,8 @@ class VerifyBatch:
         import pandas as pd
 
         rows = batch.to_dict("records")
-        out = verify_rows(rows, max_retries=self.max_retries, grader=self.grader, pool=self.pool, limits=self.limits)
+        out = verify_rows(rows, max_retries=self.max_retries, grader=self.grader, pool=self.pool, limits=self.limits,
+                          strict_boxes=self.strict_boxes)
         return pd.DataFrame(out)
 
 
@@ -95,6 +99,7 @@ def verify_dataset(
     allow_network_risk: bool = False,
     max_retries: int = 2,
     batch_size: int = 64,
+    strict_boxes: bool = False,
 ) -> Any:
     """Ray Data stage: `ds.map_batches` with `concurrency` VerifyBatch actors, each with pools of workers_per_actor."""
     from ray.data import ActorPoolStrategy
@@ -103,7 +108,7 @@ def verify_dataset(
     return ds.map_batches(
         VerifyBatch,
         fn_constructor_kwargs={"workers": workers, "allow_network_risk": allow_network_risk,
-                               "max_retries": max_retries},
+                               "max_retries": max_retries, "strict_boxes": strict_boxes},
         batch_format="pandas",
         batch_size=batch_size,
         compute=ActorPoolStrategy(size=concurrency),

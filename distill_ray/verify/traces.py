@@ -30,7 +30,7 @@ def read_parquet_rows(folder: str) -> list[dict]:
     return pads.dataset(sorted(files), format="parquet").to_table().to_pylist()
 
 
-def judge(rows: list[dict], allow_network_risk: bool) -> list[dict]:
+def judge(rows: list[dict], allow_network_risk: bool, strict_boxes: bool = False) -> list[dict]:
     """Judge rows here, or across the cluster with Ray Data when there are many and a cluster is attached."""
     import ray
 
@@ -39,10 +39,11 @@ def judge(rows: list[dict], allow_network_risk: bool) -> list[dict]:
 
     if ray.is_initialized() and len(rows) >= RAY_DATA_VERIFY_MIN_ROWS:
         nodes = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
-        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk)
+        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk,
+                            strict_boxes=strict_boxes)
         order = {(r["problem_id"], r["sample_index"]): i for i, r in enumerate(rows)}
         return sorted(ds.take_all(), key=lambda r: order[(r["problem_id"], r["sample_index"])])
-    return verify_rows(rows, pool=shared_pool(allow_network_risk))
+    return verify_rows(rows, pool=shared_pool(allow_network_risk), strict_boxes=strict_boxes)
 
 
 def verify_traces(sweep, exp_dir: str, teacher_name: str, domain: str, problems: list[Problem], *,
@@ -61,7 +62,7 @@ def verify_traces(sweep, exp_dir: str, teacher_name: str, domain: str, problems:
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
             for t in answered]
-    verified = judge(rows, sweep.allow_network_risk)
+    verified = judge(rows, sweep.allow_network_risk, sweep.domains[domain].verifier_options.strict_boxes)
     ex.write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
     stats = trace_statistics(verified)
     key = next(iter(stats)) if stats else None

@@ -11,6 +11,11 @@ from typing import Literal
 
 VerdictName = Literal["pass", "fail", "error"]
 
+# "No answer in the expected format", kept apart from wrong answers by every scorer (the sweep's evaluation and both
+# `score` commands): no \boxed{}, an empty box, no python block, reasoning never closed (`no_answer`), and, only under
+# the strict training option, several different boxes.
+FORMAT_FAILURE_REASONS = frozenset({"no_box", "empty_box", "no_code", "no_answer", "multiple_boxes"})
+
 
 @dataclass(frozen=True)
 class Verdict:

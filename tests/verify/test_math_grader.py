@@ -45,7 +45,20 @@ CASES = [
     # no box, several boxes, empty box, candidates, unfinished reasoning
     (T + "The answer is 42.", "42", "fail", "no_box"),
     ("<think>I think it is \\boxed{42} but I ran out of tokens", "42", "fail", "no_answer"),
-    (T + "\\boxed{41} or maybe \\boxed{42}", "42", "fail", "multiple_boxes"),
+    # the last box counts (earlier boxes are intermediate results or corrected slips)
+    (T + "\\boxed{41} or maybe \\boxed{42}", "42", "pass", "correct"),
+    (T + "\\boxed{10}. Wait, I made a slip; the answer is \\boxed{9}.", "9", "pass", "correct"),
+    (T + "\\boxed{9}. Wait, no: \\boxed{10}.", "9", "fail", "wrong_answer"),
+    (T + "\\boxed{27.}", "27", "pass", "correct"),
+    (T + "\\boxed{27,}", "27", "pass", "correct"),
+    (T + "\\boxed{\\textbf{Evelyn}}", "\\text{Evelyn}", "pass", "correct"),
+    (T + "\\boxed{Evelyn}", "\\text{Evelyn}", "pass", "correct"),
+    (T + "\\boxed{\\mathrm{(C)}}", "\\text{(C)}", "pass", "correct"),
+    (T + "\\boxed{C}", "\\text{(C)}", "pass", "correct"),
+    (T + "\\boxed{Eve}", "\\text{Evelyn}", "fail", "wrong_answer"),
+    (T + "\\boxed{3, 4}", "3", "fail", "multiple_candidates"),
+    (T + "\\boxed{3 or 4}", "3", "fail", "multiple_candidates"),
+    (T + "\\boxed{\\textbf{}}", "3", "fail", "empty_box"),
     (T + "\\boxed{}", "42", "fail", "empty_box"),
     (T + "\\boxed{41 \\text{ or } 42}", "42", "fail", "multiple_candidates"),
     (T + "\\boxed{" + "9" * 2000 + "}", "42", "fail", "answer_too_long"),
@@ -60,6 +73,16 @@ def test_table(grader, response, gold, verdict, reason):
 
 def test_reasoning_boxes_are_ignored():
     assert extract_final_answer(T + "\\boxed{8}") == (None, "8")
+
+
+def test_strict_boxes_option_fails_several_different_boxes(grader):
+    """The training-data option (domains.<d>.verifier_options.strict_boxes): off by default, on it fails a response
+    that boxes different answers; repeating one answer is still fine."""
+    corrected = T + "\\boxed{10}. Wait, I made a slip; the answer is \\boxed{9}."
+    assert grader.grade(corrected, "9").verdict == "pass"
+    assert (grader.grade(corrected, "9", strict_boxes=True).reason) == "multiple_boxes"
+    assert grade_math(corrected, "9", grader=grader, strict_boxes=True).reason == "multiple_boxes"
+    assert grader.grade(T + "\\boxed{9} and so \\boxed{ 9 }", "9", strict_boxes=True).verdict == "pass"
 
 
 @pytest.mark.parametrize("answer", ["9^{9^{9^9}}", "10^{10^{10^{10}}}", "(10^{100})!", "x^{x^{x^{x^{99999999}}}}"])

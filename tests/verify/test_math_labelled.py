@@ -25,7 +25,8 @@ CASES = [
     (T + "\\boxed{42} is tempting, but the answer is 43.", "43", False),
     ("<think>It is \\boxed{42}.</think> The answer is 42.", "42", False),
     ("<think>It is \\boxed{42}, I think, but let me", "42", False),
-    (T + "First \\boxed{12}, then \\boxed{13}.", "13", False),
+    (T + "First \\boxed{12}, then \\boxed{13}.", "13", True),  # the last box counts (issue 12)
+    (T + "First \\boxed{13}, then \\boxed{12}.", "13", False),
     (T + "\\boxed{}", "0", False),
     (B("42"), "42", True),
     (T + "\\boxed 42", "42", True),

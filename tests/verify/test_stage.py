@@ -37,7 +37,7 @@ def test_verify_rows_mixed(grader, pool):
 def test_errors_are_retried_and_never_become_fail(monkeypatch):
     calls = {"n": 0}
 
-    def flaky(row, grader, pool, limits):
+    def flaky(row, grader, pool, limits, strict_boxes=False):
         calls["n"] += 1
         if row["text"] == "always":
             return Verdict("error", "sandbox_error")
