@@ -98,7 +98,7 @@ def run_dataflow(teacher: dict, items: list[dict], output_dir: str, cache_dir: s
         fn_constructor_kwargs={"teacher": teacher, "concurrency": per_actor, "cache_dir": cache_dir, "ns": ns,
                                "limiter": limiter, "ledger": ledger, "limiter_chunk": chunk_slots,
                                "output_dir": output_dir},
-        ray_remote_args=remote_args)
+        **remote_args)
     rows = from_cache = 0
     stopped = ""
     try:

@@ -1,15 +1,16 @@
-"""The generate stage on Ray: several client actors, one named cluster-wide limiter, and a call from inside a task."""
+"""The generate stage on Ray: the Ray Data pipeline (the default) and the hand-fed actors, one cluster-wide limiter,
+a call from inside a task, the same rows as the in-process path, and parts on disk that a resume builds on."""
 
 from __future__ import annotations
 
 import os
 
-import pyarrow.parquet as pq
 import pytest
 
 ray = pytest.importorskip("ray")
 
 from distill_ray.teacher import generate_traces  # noqa: E402
+from distill_ray.teacher.parts import read_traces, trace_files  # noqa: E402
 from distill_ray.teacher.ratelimit import limiter_name  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,7 +31,7 @@ def test_actors_share_one_limiter_and_pay_nothing_twice(ray_cluster, server_fact
     teacher = teacher_config(server.base_url, samples_per_problem=2, actors=2, concurrency=32, max_rps=50)
     summary = generate_traces(problems, "c", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
                               progress_interval_s=0)
-    rows = pq.read_table(tmp_path / "o" / "traces.parquet").to_pylist()
+    rows = read_traces(str(tmp_path / "o"))
     assert summary["ok"] == len(rows) == 80 and server.duplicates() == {} and server.billed() == 80
     assert server.counters()["status"].get("429", 0) <= 2  # two actors, one pace: 50/s under the server's 60/s
     assert summary["errors_by_kind"].get("5xx", 0) > 0 and summary["paid"] == 80
@@ -70,10 +71,34 @@ def test_actors_stop_together_on_402_and_a_top_up_pays_only_for_the_rest(ray_clu
     out, cache = str(tmp_path / "o"), str(tmp_path / "c")
     with pytest.raises(CreditsExhausted, match="credits"):
         generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
-    stored = [r for r in pq.read_table(tmp_path / "o" / "traces.parquet").to_pylist() if r["status"] == "ok"]
+    stored = [r for r in read_traces(str(tmp_path / "o")) if r["status"] == "ok"]
     assert 1 <= len(stored) == server.billed() < len(problems) - 1  # every paid answer is stored
     server.set_spend_limit(None)  # topped up
     summary = generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
     assert summary["ok"] == len(problems) - 1 and summary["failure_reasons"] == {"moderation": 1}
     assert summary["paid"] == len(problems) - 1 - len(stored) and summary["complete"]
     assert server.duplicates() == {} and server.billed() == len(problems) - 1
+
+
+_SAME = ("problem_id", "sample_index", "status", "text", "content", "reasoning", "finish_reason", "failure",
+         "prompt_tokens", "completion_tokens")
+
+
+def test_ray_data_gives_the_same_rows_as_the_in_process_path(ray_cluster, server_factory, problems, teacher_config,
+                                                              tmp_path):
+    server = server_factory(faults={"latency_s": 0.02, "error_rate": 0.1, "seed": 5})
+    teacher = teacher_config(server.base_url, samples_per_problem=2, actors=2, concurrency=16)
+    local = generate_traces(problems, "c", teacher, str(tmp_path / "local"), cache_dir=str(tmp_path / "c1"),
+                            progress_interval_s=0, use_ray=False)
+    data = generate_traces(problems, "c", teacher, str(tmp_path / "data"), cache_dir=str(tmp_path / "c2"),
+                           progress_interval_s=0, use_ray=True, pipeline="data")
+    parts = [os.path.basename(p) for p in trace_files(str(tmp_path / "data"))]
+    assert parts and all(p.startswith("part-") for p in parts)  # parts only: no final traces.parquet
+
+    def key(rows):
+        return sorted(tuple(r[c] for c in _SAME) for r in rows)
+
+    assert key(read_traces(str(tmp_path / "data"))) == key(read_traces(str(tmp_path / "local")))
+    assert len(read_traces(str(tmp_path / "data"))) == 80
+    fields = ("ok", "failed", "paid", "from_cache", "rows", "failure_reasons", "complete", "truncated")
+    assert {k: data[k] for k in fields} == {k: local[k] for k in fields}
