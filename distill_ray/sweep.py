@@ -133,12 +133,9 @@ def prepare_problems(sweep: SweepConfig, exp_dir: str, domain: str,
 
 
 def _read_parquet_rows(folder: str) -> list[dict]:
-    import pyarrow.dataset as pads
+    from distill_ray.teacher.parts import read_traces
 
-    files = [os.path.join(root, f) for root, _, names in os.walk(folder) for f in names if f.endswith(".parquet")]
-    if not files:
-        return []
-    return pads.dataset(sorted(files), format="parquet").to_table().to_pylist()
+    return read_traces(folder)  # traces.parquet and/or part files, one current row per (problem, sample)
 
 
 def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, domain: str,
