@@ -3,14 +3,14 @@
     summary = generate_traces(problems, "sonnet", teacher_config, "exp/traces/sonnet-math", cache_dir="exp/cache")
     plan = plan_generation(problems, teacher_config)           # what a run would send and cost; sends nothing
 
-What is reused before anything is sent: `OUTPUT/traces.parquet` rows with status ok (same problem id, sample index,
+What is reused before anything is sent: the output folder's rows with status ok (same problem id, sample index,
 model and prompt), then the response cache (`cache.py`, keyed by the full request). Only the rest becomes requests.
 Requests go out through `TeacherClient`s (`client.py`): with Ray initialised (the sweep's cluster, or from inside a
 Ray task or actor), `teacher.actors` async Ray actors share `teacher.concurrency`, a named `RateLimiter` actor per
 (endpoint, model) paces the whole cluster, and a `RunLedger` actor sums spending for `max_cost_usd`; without Ray, one
 client runs in-process on an event loop. Every billed response is in the cache (fsync'ed) before its row counts, so
-killing the process at any moment and running again pays for nothing twice. The Parquet file is written atomically
-at the end (rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
+killing the process at any moment and running again pays for nothing twice. Every Parquet file is written atomically
+(rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
 
 Before the bulk: the key is checked (`preflight.key_info` on OpenRouter, `key_check` elsewhere) and the first work
 item is sent alone as a probe (`preflight.check_probe`); an invalid request or a missing required reasoning stops the
@@ -20,13 +20,18 @@ records as paid (answers, verdicts, and billed non-answers) is spent before this
 `CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
-Why actors and not Ray Data's `map_batches`: an async client needs hundreds of requests in flight per process, live
-budget and rate state shared between processes, and must run from inside a sweep trial without reserving CPUs the
-trial holds. Plain async actors fed by a small dispatch loop do that with one code path for both modes.
+On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
+items as a dataset, `map_batches` with an async `TeacherUDF` on `teacher.actors` actors sharing the limiter and the
+ledger, each batch written by its actor as `OUTPUT/part-*.parquet` as soon as it finishes; the driver keeps no trace
+text, and a crash leaves every finished part on disk. "actors" is the hand-fed actor pool, which writes
+`OUTPUT/traces.parquet` at the end like the in-process path. Output readers use `parts.read_traces`, which reads
+either layout and keeps the newest copy of a (problem id, sample index); the in-process and actor paths, which
+rewrite every row, remove old parts after their write.
 
 Not guaranteed: two generators that send the same *new* request at the same moment both pay; run one generator per
-(teacher, problem set) (the sweep shares traces between trials for that reason). The whole output is held in memory
-until the final write.
+(teacher, problem set) (the sweep shares traces between trials for that reason). The in-process and actor paths hold
+the whole output in memory until the final write; every path loads the cache's records into the driver at start
+(a resume of a large run holds those texts once).
 """
 
 from __future__ import annotations
