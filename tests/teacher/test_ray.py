@@ -54,8 +54,9 @@ def test_generate_from_inside_a_ray_task(ray_cluster, server_factory, problems, 
     assert again["requests"] == 0 and server.duplicates() == {}
 
 
+@pytest.mark.parametrize("pipeline", ["data", "actors"])
 def test_actors_stop_together_on_402_and_a_top_up_pays_only_for_the_rest(ray_cluster, server_factory, problems,
-                                                                          teacher_config, tmp_path):
+                                                                          teacher_config, tmp_path, pipeline):
     from distill_ray.teacher.client import CreditsExhausted
 
     model = "deepseek/r1-sim"
@@ -70,11 +71,11 @@ def test_actors_stop_together_on_402_and_a_top_up_pays_only_for_the_rest(ray_clu
     server.set_spend_limit(0.004)  # a few answers' worth: the 402 comes to both actors mid-run
     out, cache = str(tmp_path / "o"), str(tmp_path / "c")
     with pytest.raises(CreditsExhausted, match="credits"):
-        generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
+        generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0, pipeline=pipeline)
     stored = [r for r in read_traces(str(tmp_path / "o")) if r["status"] == "ok"]
     assert 1 <= len(stored) == server.billed() < len(problems) - 1  # every paid answer is stored
     server.set_spend_limit(None)  # topped up
-    summary = generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0)
+    summary = generate_traces(problems, "r1", teacher, out, cache_dir=cache, progress_interval_s=0, pipeline=pipeline)
     assert summary["ok"] == len(problems) - 1 and summary["failure_reasons"] == {"moderation": 1}
     assert summary["paid"] == len(problems) - 1 - len(stored) and summary["complete"]
     assert server.duplicates() == {} and server.billed() == len(problems) - 1
