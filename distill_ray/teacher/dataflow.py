@@ -3,13 +3,13 @@
     rows, from_cache, snapshot = run_dataflow(teacher, items, output_dir, cache_dir, ns, progress, stop_event, limiter)
 
 `generate_traces` calls this when Ray is up (`pipeline="data"`). The work items become a dataset (one JSON string
-per problem); `map_batches` runs `TeacherUDF` on `teacher.actors` actors (num_cpus=0: they wait on the network).
-Each UDF call answers its batch with one `TeacherClient` per actor (the same client, cache, rate limiter actor and
-`RunLedger` actor as the actor path, so budget and credit stops are shared), writes the batch's rows as one
-`part-*.parquet` in the output folder itself, and yields only counts; the driver never holds a trace's text. Several
-batches run at once per actor (Ray Data's async UDF concurrency), each with all its requests in flight, so an actor
-holds about `concurrency / actors` requests at a time. A batch that starts after the ledger stopped the run (budget,
-credits, interruption) writes its rows as not sent, without a request.
+per problem); `map_batches` runs `TeacherUDF` on a fixed pool of `teacher.actors` actors (num_cpus=0: they wait on
+the network). Each UDF call answers its batch with one `TeacherClient` per actor (the same client, cache, rate
+limiter actor and `RunLedger` actor as the actor path, so budget and credit stops are shared), writes the batch's rows
+as one `part-*.parquet` in the output folder itself, and yields only counts; the driver never holds a trace's text.
+Several batches (tasks) run at once per actor (`max_tasks_in_flight_per_actor`), each with all its requests in
+flight, so an actor holds up to `concurrency / actors` requests at a time (its client's window). A batch that starts
+after the ledger stopped the run (budget, credits, interruption) writes its rows as not sent, without a request.
 
 Not guaranteed: a batch whose actor dies is lost from the parts (its paid answers are in the cache; the next run
 picks them up for free); a FatalTeacherError in one batch stops the pipeline, other batches' finished parts stay.
@@ -82,19 +82,23 @@ def run_dataflow(teacher: dict, items: list[dict], output_dir: str, cache_dir: s
         env_vars[teacher["api_key_env"]] = resolve_api_key(teacher)  # other nodes do not inherit the driver's env
     rate = teacher.get("max_rps") or 0
     chunk_slots = max(1, math.ceil(rate * 0.1 / n_actors)) if rate else 1
-    # Ray Data runs up to 4 batches of one actor at once; items of a batch are all in flight together, so a batch
-    # of about half the actor's share keeps its window full while the next batch is being fed
-    batch_items = max(1, min(64, per_actor // 2))
-    blocks = max(1, math.ceil(len(items) / (batch_items * 4)))
+    # One batch per block, and enough tasks queued on each actor to hold twice its window: Ray Data hands a block to
+    # the least-loaded ready actor, so an actor that starts late (a loaded node) still gets its share, and each
+    # actor's requests stay in flight while the next batches are fed. (Measured: 4-batch blocks with Ray Data's
+    # defaults left one actor with most of the work, about half the ideal rate at concurrency 256.)
+    batch_items = max(1, min(32, per_actor // 4))
+    blocks = max(1, math.ceil(len(items) / batch_items))
+    tasks_per_actor = max(2, math.ceil(2 * per_actor / batch_items))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    remote_args: dict[str, Any] = {"max_concurrency": max(64, per_actor * 2)}
+    remote_args: dict[str, Any] = {"max_concurrency": max(64, 2 * tasks_per_actor + 8)}
     if env_vars:
         remote_args["runtime_env"] = {"env_vars": env_vars}
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=blocks)
     ds = ds.map_batches(
-        TeacherUDF, batch_size=batch_items, concurrency=n_actors, num_cpus=0, batch_format="numpy",
+        TeacherUDF, batch_size=batch_items, num_cpus=0, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=n_actors, max_tasks_in_flight_per_actor=tasks_per_actor),
         fn_constructor_kwargs={"teacher": teacher, "concurrency": per_actor, "cache_dir": cache_dir, "ns": ns,
                                "limiter": limiter, "ledger": ledger, "limiter_chunk": chunk_slots,
                                "output_dir": output_dir},
