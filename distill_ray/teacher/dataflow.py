@@ -11,8 +11,10 @@ Several batches (tasks) run at once per actor (`max_tasks_in_flight_per_actor`),
 flight, so an actor holds up to `concurrency / actors` requests at a time (its client's window). A batch that starts
 after the ledger stopped the run (budget, credits, interruption) writes its rows as not sent, without a request.
 
-Not guaranteed: a batch whose actor dies is lost from the parts (its paid answers are in the cache; the next run
-picks them up for free); a FatalTeacherError in one batch stops the pipeline, other batches' finished parts stay.
+Not guaranteed: an actor that dies ends the run with Ray Data's error (no actor restart, no batch retry: a retried
+batch would pay again for answers already cached); its paid answers are in the cache and the other batches' parts on
+disk, so the next run pays only for the rest. A FatalTeacherError in a batch likewise stops the pipeline (re-raised
+as FatalTeacherError in the driver). A FatalTeacherError or an actor death mid-run is not exercised by the tests.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ def run_dataflow(teacher: dict, items: list[dict], output_dir: str, cache_dir: s
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    remote_args: dict[str, Any] = {"max_concurrency": max(64, 2 * tasks_per_actor + 8)}
+    # max_restarts=0 (and so no task retries): a retried batch would send again what the dead actor had already
+    # stored in the cache, since a batch carries the cache view of the driver's start
+    remote_args: dict[str, Any] = {"max_concurrency": max(64, 2 * tasks_per_actor + 8), "max_restarts": 0}
     if env_vars:
         remote_args["runtime_env"] = {"env_vars": env_vars}
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=blocks)
