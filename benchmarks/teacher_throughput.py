@@ -1,6 +1,6 @@
 """Teacher-stage throughput against the local simulated server, side by side with a plain AsyncOpenAI loop.
 
-    python benchmarks/teacher_throughput.py [--quick] [--only a,b,c]
+    python benchmarks/teacher_throughput.py [--quick] [--only a,b,c,d] [--pipeline data|actors]
 
 Scenarios (the server runs in its own process; rates are measured at the server, from the first request it received
 to the last response it sent, so client start-up is excluded for both sides; wall times include it):
@@ -9,9 +9,12 @@ to the last response it sent, so client start-up is excluded for both sides; wal
      requests answered 429, rows lost. distill-ray is given max_rps 50 (what a sweep file would say).
   c) faults 5% 5xx, 1% hangs (held 20 s), 2% dropped connections, 300 ms latency, concurrency 256: rows lost, rows
      billed twice, wall time against the fault-free run. distill-ray uses a 3 s request timeout.
+  d) latency 2 s, concurrency 256, 4 waves: the Ray Data pipeline, the hand-fed actors and the plain loop in one
+     run, each against the ideal; the 1-minute load average at start and end is reported with them.
 The plain loop is `AsyncOpenAI(base_url, api_key)` with default settings and an asyncio.Semaphore(concurrency), in its
 own process. distill-ray runs `generate_traces` on a local Ray instance (2 CPUs) with 2 client actors at concurrency
->= 256 (`--actors`; 1 below). The last stdout line is JSON. Numbers depend on the machine and on what else it runs.
+>= 256 (`--actors`; 1 below), through the Ray Data pipeline unless `--pipeline actors`.
+The last stdout line is JSON. Numbers depend on the machine and on what else it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 MODEL = "sim/concise"
 ACTORS = {"n": 2}  # client actors at concurrency >= 256 (--actors)
+PIPELINE = {"name": "data"}  # distill-ray's Ray pipeline (--pipeline): the Ray Data stage or the hand-fed actors
 
 
 def _problems(n: int, tag: str) -> list[dict]:
@@ -78,7 +82,7 @@ def run_ours(base_url: str, n: int, concurrency: int, tag: str, **teacher: objec
         # probe=False: the pre-flight probe is one request sent alone (one latency before the bulk); like client
         # start-up it is left out of the rate, which the server measures from the first request it receives
         summary = generate_traces(_problems(n, tag), "bench", config, f"{folder}/out", cache_dir=f"{folder}/cache",
-                                  progress_interval_s=0, probe=False)
+                                  progress_interval_s=0, probe=False, pipeline=PIPELINE["name"])
     return {"wall_s": summary["wall_s"], "lost": summary["failed"], "errors": summary["errors_by_kind"]}
 
 
@@ -104,11 +108,14 @@ def side_by_side(server, n: int, concurrency: int, tag: str, **teacher: object) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer requests per scenario")
-    parser.add_argument("--only", default="a,b,c")
+    parser.add_argument("--only", default="a,b,c,d")
     parser.add_argument("--actors", type=int, default=2, help="distill-ray client actors at concurrency >= 256")
+    parser.add_argument("--pipeline", default="data", choices=("data", "actors"),
+                        help="distill-ray's Ray pipeline in scenarios a-c (d runs both)")
     parser.add_argument("--plain-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     ACTORS["n"] = args.actors
+    PIPELINE["name"] = args.pipeline
     if args.plain_worker:
         print(json.dumps(plain_worker(*json.loads(args.plain_worker))))
         return
@@ -157,6 +164,26 @@ def main() -> None:
             row[side]["slowdown"] = round(row[side]["wall_s"] / max(1e-9, fault_free[side]["wall_s"]), 2)
         results["c"] = row
         print(json.dumps({"c": row}), flush=True)
+        server.stop()
+    if "d" in only:
+        # the two Ray pipelines and the plain client, one after the other on one server, at concurrency 256
+        server = start_teacher_server(faults={"latency_s": 2.0}, process=True)
+        concurrency, ideal = 256, 256 / 2.0
+        n = (2 if args.quick else 4) * concurrency
+        row: dict = {"ideal_rps": ideal, "load_avg_1m_start": round(os.getloadavg()[0], 1)}
+        for name in ("data", "actors"):
+            PIPELINE["name"] = name
+            server.reset()
+            result = run_ours(server.base_url, n, concurrency, f"d-{name}", request_timeout_s=30)
+            row[f"ray_{name}"] = measured(server, result, n)
+            row[f"ray_{name}_vs_ideal"] = round(row[f"ray_{name}"]["rps"] / ideal, 3)
+        PIPELINE["name"] = args.pipeline
+        server.reset()
+        row["plain"] = measured(server, run_plain(server.base_url, n, concurrency, "d-p"), n)
+        row["plain_vs_ideal"] = round(row["plain"]["rps"] / ideal, 3)
+        row["load_avg_1m_end"] = round(os.getloadavg()[0], 1)
+        results["d"] = row
+        print(json.dumps({"d": row}), flush=True)
         server.stop()
     ray.shutdown()
     print(json.dumps(results))

@@ -3,14 +3,14 @@
     summary = generate_traces(problems, "sonnet", teacher_config, "exp/traces/sonnet-math", cache_dir="exp/cache")
     plan = plan_generation(problems, teacher_config)           # what a run would send and cost; sends nothing
 
-What is reused before anything is sent: `OUTPUT/traces.parquet` rows with status ok (same problem id, sample index,
+What is reused before anything is sent: the output folder's rows with status ok (same problem id, sample index,
 model and prompt), then the response cache (`cache.py`, keyed by the full request). Only the rest becomes requests.
 Requests go out through `TeacherClient`s (`client.py`): with Ray initialised (the sweep's cluster, or from inside a
 Ray task or actor), `teacher.actors` async Ray actors share `teacher.concurrency`, a named `RateLimiter` actor per
 (endpoint, model) paces the whole cluster, and a `RunLedger` actor sums spending for `max_cost_usd`; without Ray, one
 client runs in-process on an event loop. Every billed response is in the cache (fsync'ed) before its row counts, so
-killing the process at any moment and running again pays for nothing twice. The Parquet file is written atomically
-at the end (rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
+killing the process at any moment and running again pays for nothing twice. Every Parquet file is written atomically
+(rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
 
 Before the bulk: the key is checked (`preflight.key_info` on OpenRouter, `key_check` elsewhere) and the first work
 item is sent alone as a probe (`preflight.check_probe`); an invalid request or a missing required reasoning stops the
@@ -20,13 +20,18 @@ records as paid (answers, verdicts, and billed non-answers) is spent before this
 `CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
-Why actors and not Ray Data's `map_batches`: an async client needs hundreds of requests in flight per process, live
-budget and rate state shared between processes, and must run from inside a sweep trial without reserving CPUs the
-trial holds. Plain async actors fed by a small dispatch loop do that with one code path for both modes.
+On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
+items as a dataset, `map_batches` with an async `TeacherUDF` on `teacher.actors` actors sharing the limiter and the
+ledger, each batch written by its actor as `OUTPUT/part-*.parquet` as soon as it finishes; the driver keeps no trace
+text, and a crash leaves every finished part on disk. "actors" is the hand-fed actor pool, which writes
+`OUTPUT/traces.parquet` at the end like the in-process path. Output readers use `parts.read_traces`, which reads
+either layout and keeps the newest copy of a (problem id, sample index); the in-process and actor paths, which
+rewrite every row, remove old parts after their write.
 
 Not guaranteed: two generators that send the same *new* request at the same moment both pay; run one generator per
-(teacher, problem set) (the sweep shares traces between trials for that reason). The whole output is held in memory
-until the final write.
+(teacher, problem set) (the sweep shares traces between trials for that reason). The in-process and actor paths hold
+the whole output in memory until the final write; every path loads the cache's records into the driver at start
+(a resume of a large run holds those texts once).
 """
 
 from __future__ import annotations
@@ -57,16 +62,18 @@ from distill_ray.teacher.client import (
     resolve_api_key,
     sampling_for,
 )
+from distill_ray.teacher.parts import (
+    OUTPUT_FILE,
+    TRACE_COLUMNS,
+    iter_trace_columns,
+    remove_parts,
+    write_part,
+    write_table,
+)
 from distill_ray.teacher.preflight import check_probe, key_check, key_info
 from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
 
-OUTPUT_FILE = "traces.parquet"
-TRACE_COLUMNS = [
-    "problem_id", "domain", "teacher", "model", "sample_index", "prompt", "prompt_hash", "content", "reasoning", "text",
-    "finish_reason", "truncated", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "attempts",
-    "response_id", "status", "error", "failure", "permanent", "reasoning_encrypted", "cost_source",
-]
-
+__all__ = ["OUTPUT_FILE", "TRACE_COLUMNS", "generate_traces", "plan_generation", "paid_in_cache"]
 
 def _teacher_dict(name: str, teacher: TeacherConfig) -> dict:
     data = teacher.model_dump()
@@ -113,39 +120,22 @@ def plan_generation(problems: list[Problem], teacher: TeacherConfig, *, skip: in
     }
 
 
-def _read_output(path: str, model: str) -> dict[tuple[str, int], dict]:
-    """Rows of an earlier run that can be kept: status ok, same model; keyed by (problem id, sample index)."""
-    if not os.path.exists(path):
-        return {}
-    import pyarrow.parquet as pq
+def _read_output(folder: str, model: str, light: bool = False) -> dict[tuple[str, int], dict]:
+    """Rows of an earlier run that can be kept: status ok, same model; keyed by (problem id, sample index).
 
+    `light`: only the key columns (the Ray Data path leaves kept rows where they are and needs no text).
+    """
+    columns = ["problem_id", "sample_index", "status", "model", "prompt_hash"] if light else None
     kept = {}
-    for row in pq.read_table(path).to_pylist():
+    for row in iter_trace_columns(folder, columns):
         if row.get("status") == "ok" and row.get("model") == model:
-            kept[(row["problem_id"], int(row["sample_index"]))] = row
+            kept[(row["problem_id"], int(row["sample_index"]))] = {**row, "_kept": True} if light else row
     return kept
 
 
-def _write_output(path: str, rows: list[dict]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    schema = pa.schema([
-        ("problem_id", pa.string()), ("domain", pa.string()), ("teacher", pa.string()), ("model", pa.string()),
-        ("sample_index", pa.int64()), ("prompt", pa.string()), ("prompt_hash", pa.string()),
-        ("content", pa.string()), ("reasoning", pa.string()), ("text", pa.string()),
-        ("finish_reason", pa.string()), ("truncated", pa.bool_()), ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()), ("cost_usd", pa.float64()), ("latency_s", pa.float64()),
-        ("attempts", pa.int64()), ("response_id", pa.string()), ("status", pa.string()), ("error", pa.string()),
-        ("failure", pa.string()), ("permanent", pa.bool_()), ("reasoning_encrypted", pa.int64()),
-        ("cost_source", pa.string()),
-    ])
-    defaults = {"failure": "", "permanent": False, "reasoning_encrypted": 0, "cost_source": ""}
-    table = pa.Table.from_pylist([{c: r.get(c, defaults.get(c)) for c in TRACE_COLUMNS} for r in rows], schema=schema)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never half of one
+def _write_output(folder: str, rows: list[dict]) -> None:
+    write_table(os.path.join(folder, OUTPUT_FILE), rows)
+    remove_parts(folder)  # their rows are all in the file now (they were read as kept rows)
 
 
 def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict) -> tuple[list[dict], list[dict]]:
@@ -380,20 +370,34 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                     cache_dir: str, dry_run: bool = False, use_ray: bool | None = None,
                     progress_interval_s: float = 2.0, progress_stream: Any = None,
                     on_plan: Callable[[dict], None] | None = None, stop_event: threading.Event | None = None,
-                    probe: bool = True) -> dict:
-    """Generate (or resume) one teacher's traces for `problems` into OUTPUT_DIR/traces.parquet; returns a summary.
+                    probe: bool = True, pipeline: str = "data") -> dict:
+    """Generate (or resume) one teacher's traces for `problems` into OUTPUT_DIR; returns a summary.
 
-    `use_ray`: None uses Ray actors when Ray is initialised, else one in-process client. Setting `stop_event` stops
-    new requests; those in flight finish and are stored, the rest are rows failed as "interrupted" (the CLI sets it
-    on SIGINT/SIGTERM). Raises FatalTeacherError (a missing key, a 401/403 key refusal, a failed probe) before
+    `use_ray`: None uses Ray when Ray is initialised, else one in-process client (output `traces.parquet`). On Ray,
+    `pipeline="data"` runs the Ray Data pipeline (`dataflow.py`; output `part-*.parquet` written as batches finish,
+    the driver holds no trace text), `pipeline="actors"` the hand-fed actors (output `traces.parquet`).
+    Read the output with `parts.read_traces(OUTPUT_DIR)` (either layout). Setting `stop_event` stops new requests;
+    those in flight finish and are stored, the rest are rows failed as "interrupted" (the CLI sets it on
+    SIGINT/SIGTERM). Raises FatalTeacherError (a missing key, a 401/403 key refusal, a failed probe) before
     spending anything more, and CreditsExhausted (after writing the output) on a 402 without Retry-After; every other
     failure is a row's `error`, with its reason in `failure` and `permanent` saying whether a re-run retries it.
     """
     started = time.monotonic()
     spec = _teacher_dict(teacher_name, teacher)
+    if pipeline not in ("data", "actors"):
+        raise ValueError(f"pipeline must be 'data' or 'actors', not {pipeline!r}")
+    ray_mode = bool(use_ray)
+    if use_ray is None:
+        try:
+            import ray
+
+            ray_mode = ray.is_initialized()
+        except ImportError:
+            ray_mode = False
+    streaming = ray_mode and pipeline == "data" and not dry_run
     out_path = os.path.join(output_dir, OUTPUT_FILE)
     ns = namespace(spec["cache_url"], spec["model"])
-    kept = _read_output(out_path, spec["model"])
+    kept = _read_output(output_dir, spec["model"], light=streaming)
     cache = ResponseCache(cache_dir, ns).load()
     spent_before = paid_in_cache(cache)
     spec["spent_before_usd"] = spent_before
@@ -408,7 +412,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     base_summary = {
         "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": len(done_rows), "failed": 0,
         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
-        "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0, "output": out_path,
+        "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0,
+        "output": output_dir if streaming else out_path,
         "failure_reasons": {}, "permanent_failures": 0, "transient_failures": 0, "complete": False,
         "spent_before_usd": round(spent_before, 8), "ledger_total_usd": round(spent_before, 8),
         "key_usage_start_usd": None, "key_usage_end_usd": None, "probe": None,
@@ -428,14 +433,6 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                 plan["estimate_fits_key_limit"] = plan["est_cost_usd"] <= float(info["limit_remaining"])
         return {**base_summary, "dry_run": True, "plan": plan, "wall_s": round(time.monotonic() - started, 3)}
     stream = progress_stream if progress_stream is not None else sys.stderr
-    ray_mode = bool(use_ray)
-    if use_ray is None:
-        try:
-            import ray
-
-            ray_mode = ray.is_initialized()
-        except ImportError:
-            ray_mode = False
     limiter = _make_limiter(spec, ray_mode) if items else None  # the probe and the bulk share one pace
     key_start = None
     probe_rows: list[dict] = []
@@ -463,23 +460,42 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     progress = _Progress(teacher_name, len(done_rows) + len(probe_rows) + n_pending, len(done_rows) + len(probe_rows),
                          progress_interval_s, stream)
     new_rows: list[dict] = []
-    if items:
+    n_new = from_cache = 0
+    if streaming:
+        from distill_ray.teacher.dataflow import run_dataflow
+
+        # rows the output does not hold yet (cache hits, the probe) go to parts first; kept rows stay where they are
+        fresh = [r for r in done_rows + probe_rows if not r.get("_kept")]
+        for start in range(0, len(fresh), 1000):
+            write_part(output_dir, fresh[start:start + 1000])
+        from_cache = len(done_rows) + sum(1 for r in probe_rows if r.get("from_cache"))
+        del fresh, done_rows, probe_rows
+        if items:
+            n_new, new_cached, snapshot = run_dataflow(spec, items, output_dir, cache_dir, ns, progress, stop_event,
+                                                       limiter)
+            from_cache += new_cached
+            snapshots.append(snapshot)
+    elif items:
         runner = _run_ray if ray_mode else _run_local
         new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event, limiter)
         snapshots.append(snapshot)
     snapshot = _merge_snapshots(snapshots)
-    progress.maybe(len(new_rows), snapshot, force=True)
-    order = {p["id"]: i for i, p in enumerate(problems)}
-    rows = sorted(done_rows + probe_rows + new_rows,
-                  key=lambda r: (order.get(r["problem_id"], len(order)), r["sample_index"]))
-    _write_output(out_path, rows)
+    progress.maybe(n_new or len(new_rows), snapshot, force=True)
+    if streaming:
+        rows: Any = _current_rows(output_dir, problems, int(spec["samples_per_problem"]))
+    else:
+        order = {p["id"]: i for i, p in enumerate(problems)}
+        rows = sorted(done_rows + probe_rows + new_rows,
+                      key=lambda r: (order.get(r["problem_id"], len(order)), r["sample_index"]))
+        _write_output(output_dir, rows)
+        from_cache = sum(1 for r in rows if r.get("from_cache"))
     totals, errors = snapshot.get("totals", {}), snapshot.get("errors", {})
     failed = [r for r in rows if r["status"] != "ok"]
     cost = float(totals.get("cost_usd", 0.0))
     summary = {
         **base_summary,
         "requests": int(totals.get("requests", 0)), "paid": int(totals.get("paid", 0)),
-        "from_cache": sum(1 for r in rows if r.get("from_cache")),
+        "from_cache": from_cache,
         "failed": len(failed), "ok": len(rows) - len(failed),
         "truncated": sum(1 for r in rows if r["truncated"]),
         "prompt_tokens": int(totals.get("prompt_tokens", 0)),
@@ -509,6 +525,14 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             f"{summary['ok']} of {summary['rows']} rows are stored ({cost:.4f} USD paid in this run, all kept); "
             "add credits and run again: only the rest will be paid for")
     return summary
+
+
+def _current_rows(folder: str, problems: list[Problem], samples: int) -> list[dict]:
+    """The output's rows for these problems without their texts (what the summary counts), streamed over the parts."""
+    wanted = {(p["id"], i) for p in problems for i in range(samples)}
+    columns = ["problem_id", "sample_index", "status", "error", "failure", "permanent", "truncated",
+               "reasoning_encrypted"]
+    return [r for r in iter_trace_columns(folder, columns) if (r["problem_id"], int(r["sample_index"])) in wanted]
 
 
 def _merge_snapshots(snapshots: list[dict]) -> dict:

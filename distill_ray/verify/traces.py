@@ -16,18 +16,10 @@ import os
 
 from distill_ray import experiment as ex
 from distill_ray.records import Problem, TracesDone
+from distill_ray.teacher.parts import read_traces
 
 # Below this many traces, judging in the driver beats starting Ray Data actors.
 RAY_DATA_VERIFY_MIN_ROWS = 5000
-
-
-def read_parquet_rows(folder: str) -> list[dict]:
-    import pyarrow.dataset as pads
-
-    files = [os.path.join(root, f) for root, _, names in os.walk(folder) for f in names if f.endswith(".parquet")]
-    if not files:
-        return []
-    return pads.dataset(sorted(files), format="parquet").to_table().to_pylist()
 
 
 def judge(rows: list[dict], allow_network_risk: bool, strict_boxes: bool = False) -> list[dict]:
@@ -57,7 +49,7 @@ def verify_traces(sweep, exp_dir: str, teacher_name: str, domain: str, problems:
     generated = os.path.join(folder, "generated.json")
     if not os.path.exists(generated):
         raise FileNotFoundError(f"{folder}: no generated traces yet (run `distill-ray generate` first)")
-    traces = read_parquet_rows(os.path.join(folder, "raw"))
+    traces = read_traces(os.path.join(folder, "raw"))  # parts (Ray Data) or one file, newest row of each wins
     by_id = {p["id"]: p for p in problems}
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
