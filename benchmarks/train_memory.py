@@ -7,10 +7,10 @@
 One forward + backward + optimiser step of `--rows` rows of `--length` random tokens (the first eighth of each row
 masked as prompt), after a one-row warm-up. The measured figure is the step's peak minus the memory held just
 before it (the dynamic part: activations, logits chunk, gradients), compared with the estimate's activations +
-logits_chunk components. CPU: peak resident set size (ru_maxrss) minus the resident set before the step, with
-glibc told to return freed blocks at once (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_; the script re-executes
-itself with them), else freed-but-kept heap would be counted. CUDA: torch.cuda.max_memory_allocated minus
-memory_allocated before the step. The last stdout line is JSON.
+logits_chunk components. CPU: peak resident set size (VmHWM, reset just before the step) minus the resident set
+before the step, with glibc told to return freed blocks at once (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_;
+the script re-executes itself with them), else freed-but-kept heap would be counted. CUDA:
+torch.cuda.max_memory_allocated minus memory_allocated before the step. The last stdout line is JSON.
 
 Not guaranteed: on CPU, SDPA's math path materialises attention probabilities (rows x heads x length^2), which the
 estimate (flash attention assumed) does not count: keep --length short on CPU.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 
 _ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -30,6 +29,22 @@ _ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> None:
+    """Start the peak-RSS mark afresh (Linux >= 4.0). ru_maxrss cannot be used: it never falls, and a process started
+    by fork + exec (as a test's subprocess) inherits its parent's resident size at the fork as its starting maximum."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set size since the last _reset_peak_rss (VmHWM)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,13 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         gc.collect()
         before = _rss()
+        _reset_peak_rss()
     setup.engine(ids, pos, targets_t).backward()
     setup.optimizer.step()
     if cuda:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _peak_rss()
     estimate = estimate_train_memory(student, training, device=args.device)
     c = estimate["components"]
     summary = {
