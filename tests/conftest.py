@@ -45,3 +45,23 @@ def benchmark_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """sweeps/smoke.yaml run once per session on a local Ray of 2 CPUs: (sweep, run_sweep's summary). Tests read it;
+    a test that rewrites files works on its own copy of summary["experiment_dir"]."""
+    import ray
+
+    from distill_ray.config import load_sweep
+    from distill_ray.sweep import run_sweep
+
+    storage = tmp_path_factory.mktemp("smoke")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sweep = load_sweep(os.path.join(root, "sweeps", "smoke.yaml"), [f"storage={storage}"])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_sweep(sweep)
+    finally:
+        ray.shutdown()
+    return sweep, summary

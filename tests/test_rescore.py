@@ -10,27 +10,16 @@ import shutil
 import pytest
 
 from distill_ray.cli import main
-from distill_ray.config import load_sweep
 from distill_ray.evaluate import rescore as rescore_module
 from distill_ray.evaluate.rescore import rescore_experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    import ray
-
-    from distill_ray.sweep import run_sweep
-
-    storage = tmp_path_factory.mktemp("rescore-smoke")
-    sweep = load_sweep(os.path.join(ROOT, "sweeps", "smoke.yaml"), [f"storage={storage}"])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_sweep(sweep)
-    finally:
-        ray.shutdown()
-    return summary["experiment_dir"]
+@pytest.fixture
+def finished(smoke_run):
+    """The session's finished smoke experiment (tests/conftest.py), never rewritten in place."""
+    return smoke_run[1]["experiment_dir"]
 
 
 @pytest.fixture

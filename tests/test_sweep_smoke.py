@@ -4,28 +4,9 @@ import glob
 import json
 import os
 
-import pytest
-
-from distill_ray.config import load_sweep
 from distill_ray.sweep import grid_trials
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    import ray
-
-    from distill_ray.sweep import run_sweep
-
-    storage = tmp_path_factory.mktemp("smoke")
-    sweep = load_sweep(os.path.join(ROOT, "sweeps", "smoke.yaml"), [f"storage={storage}"])
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_sweep(sweep)
-    finally:
-        ray.shutdown()
-    return sweep, summary
 
 
 def test_every_trial_finished_and_every_checkpoint_was_scored(smoke_run):

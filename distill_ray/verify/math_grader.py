@@ -77,20 +77,8 @@ def find_boxes(text: str) -> list[str]:
     for match in _BOX_RE.finditer(text):
         i = match.end()
         if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            while j < len(text):
-                c = text[j]
-                if c == "\\":
-                    j += 2
-                    continue
-                if c == "{":
-                    depth += 1
-                elif c == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            if depth != 0:
+            j = _closing_brace(text, i)
+            if j < 0:
                 continue  # unbalanced: not a box we can read
             boxes.append(text[i + 1 : j])
         elif match.group(0).endswith((" ", "\t")) or (i < len(text) and text[i].isalnum()):
