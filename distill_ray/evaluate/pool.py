@@ -55,7 +55,9 @@ class EvalWorker:
             self.engine = EvalEngine(self.student, backend=self.evaluation.backend,
                                      batch_size=self.evaluation.batch_size,
                                      max_batch_tokens=self.evaluation.max_batch_tokens,
-                                     tensor_parallel=self.student.evaluation.tensor_parallel)
+                                     tensor_parallel=self.student.evaluation.tensor_parallel,
+                                     length_prompts=[p["prompt"] for items in self.benchmarks.values() for p in items],
+                                     max_new_tokens=self.evaluation.max_new_tokens)
             self.engine_loads += 1
         return self.engine
 

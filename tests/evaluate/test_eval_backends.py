@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from distill_ray.config import StudentConfig
-from distill_ray.evaluate.backends import (
-    TransformersBackend,
-    adapter_rank,
-    plan_batches,
-    stop_token_ids,
-    vllm_max_lora_rank,
-)
+from distill_ray.evaluate.backends import TransformersBackend, plan_batches, stop_token_ids
+from distill_ray.evaluate.vllm_args import adapter_rank, max_lora_rank_for
 
 STUDENTS = ["builtin:tiny-llama", "builtin:tiny-qwen3-moe"]
 NEAR_TIE = 1e-3  # logits of these models span several units; float32 reordering moves them by ~1e-6
@@ -148,9 +143,9 @@ def test_empty_prompt_list_and_stop_tokens(tools):
 
 def test_adapter_rank_and_vllm_rank_rounding(lora_adapter):
     assert adapter_rank(lora_adapter("builtin:tiny-llama")) == 8
-    assert [vllm_max_lora_rank(r) for r in (1, 8, 9, 32, 33, 300)] == [1, 8, 16, 32, 64, 320]
+    assert [max_lora_rank_for(r) for r in (1, 8, 9, 32, 33, 300)] == [1, 8, 16, 32, 64, 320]
     with pytest.raises(ValueError, match="exceeds"):
-        vllm_max_lora_rank(1024)
+        max_lora_rank_for(1024)
 
 
 @pytest.mark.gpu
