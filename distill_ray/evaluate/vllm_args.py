@@ -37,6 +37,9 @@ from distill_ray.config import StudentConfig
 
 # vllm.config.lora.MaxLoRARanks in vLLM 0.32.0; used only when vLLM is not importable (planning on a CPU machine).
 PINNED_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# vllm-cpu: the share of the machine's RAM one engine reserves (weights + KV cache); 0.1 of a 24 GiB machine is
+# 2.4 GiB, which holds a tiny student and ~1.7 GiB of KV cache, and leaves room for training beside it.
+CPU_MEMORY_FRACTION = 0.1
 
 
 def accepted_lora_ranks() -> tuple[int, ...]:
@@ -81,9 +84,17 @@ def has_fused_expert_lora(adapter_path: str) -> bool:
 
 def engine_arguments(student: StudentConfig, model_path: str, *, adapter_rank: int, tensor_parallel: int = 1,
                      max_model_len: int | None = None, gpu_memory_utilization: float = 0.9, max_loras: int = 1,
-                     enforce_eager: bool = False, dtype: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM` serving `student` with LoRA adapters of rank <= `adapter_rank`."""
-    dtype = dtype or {"auto": "bfloat16", "bfloat16": "bfloat16", "float32": "float32"}[student.dtype]
+                     enforce_eager: bool = False, on_cpu: bool = False) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM` serving `student` with LoRA adapters of rank <= `adapter_rank`.
+
+    `on_cpu` (vllm-cpu): the student's "auto" dtype means float32, as in the transformers backend on CPU; eager mode
+    (compiling the graph costs minutes on a small CPU and buys nothing at toy size); and `gpu_memory_utilization`,
+    which vllm-cpu reads as the share of the machine's RAM it reserves (`vllm/v1/worker/cpu_worker.py` refuses to
+    start when that much is not free), becomes CPU_MEMORY_FRACTION.
+    """
+    dtype = {"auto": "float32" if on_cpu else "bfloat16", "bfloat16": "bfloat16", "float32": "float32"}[student.dtype]
+    if on_cpu:
+        enforce_eager, gpu_memory_utilization = True, CPU_MEMORY_FRACTION
     kwargs: dict[str, Any] = dict(
         model=model_path, enable_lora=True, max_lora_rank=max_lora_rank_for(adapter_rank), max_loras=max_loras,
         gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, enforce_eager=enforce_eager,
