@@ -7,7 +7,7 @@ Nothing here validates at run time; the stages that produce a row are responsibl
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 Domain = Literal["math", "code"]
 VerdictName = Literal["pass", "fail", "error"]
@@ -85,6 +85,21 @@ class CheckpointInfo(TypedDict):
     train_loss: float
 
 
+class EngineFingerprint(TypedDict):
+    """What produced a score (evaluate.fingerprint): the engine, library versions and the engine's settings."""
+
+    backend: str  # "vllm" or "transformers"
+    engine: str  # e.g. "vllm 0.32.0"
+    torch: str | None
+    transformers: str | None
+    peft: str | None
+    dtype: str
+    tensor_parallel: int
+    max_model_len: int | None  # vLLM only
+    max_lora_rank: int | None  # vLLM only
+    device: str  # "cpu" or the GPU's name
+
+
 class BenchmarkScore(TypedDict):
     """One model (base or checkpoint) on one benchmark."""
 
@@ -100,6 +115,7 @@ class BenchmarkScore(TypedDict):
     errors: int  # items the judge could not run (infrastructure), excluded from n after retries
     base_correct: int  # items whose base tests pass (MBPP's score for MBPP+); equal to `correct` without plus tests
     length_capped: int  # responses that stopped at max_new_tokens (finish_reason "length")
+    environment: NotRequired[EngineFingerprint]  # absent in scores written before fingerprints existed
 
 
 # ------------------------------------------------------------------------------------- experiment-directory shapes

@@ -428,3 +428,32 @@ def test_the_decontamination_audit_is_a_section_of_the_report(tmp_path):
     text = open(write_report(str(exp))).read()
     assert _table(text, "## Decontamination")[1:] == [["math", "math500", "500", "1", "2"]]
     assert text.index("## Training problems") < text.index("## Decontamination") < text.index("## Teacher traces")
+
+
+def _stamp(folder, environment):
+    path = f"{folder}/scores.json"
+    scores = json.load(open(path))
+    for score in scores:
+        score["environment"] = environment
+    _write(path, scores)
+
+
+ENGINE = {"backend": "vllm", "engine": "vllm 0.32.0", "torch": "2.13.0", "transformers": "5.19.0", "peft": "0.21.2",
+          "dtype": "bfloat16", "tensor_parallel": 2, "max_model_len": 5120, "max_lora_rank": 32,
+          "device": "NVIDIA L40S"}
+
+
+def test_the_report_names_the_engine_per_student_and_flags_drift(tmp_path):
+    exp = _experiment(tmp_path)
+    folders = [f"{exp}/base/qwen"] + [f"{exp}/trials/{t}__qwen__{d}/eval/step-{s:06d}"
+                                      for (t, d), steps in TRIALS.items() for s in steps]
+    for folder in folders:
+        _stamp(folder, ENGINE)
+    text = open(write_report(str(exp))).read()
+    assert ("Scored with vllm 0.32.0 (torch 2.13.0, transformers 5.19.0, peft 0.21.2), bfloat16, device NVIDIA L40S, "
+            "tensor parallel 2, max_model_len 5120, max_lora_rank 32.") in text
+    assert "Engine drift" not in text
+    _stamp(folders[-1], {**ENGINE, "engine": "vllm 0.33.0"})  # one checkpoint re-scored on another release
+    text = open(write_report(str(exp))).read()
+    assert "**Engine drift:** this student's scores come from 2 different engine set-ups" in text
+    assert "vllm 0.33.0 (torch 2.13.0" in text and "r1__qwen__code@300" in text

@@ -8,6 +8,7 @@ What a benchmark is (loader, judge) comes from the registry (distill_ray/benchma
 the judges that verify teacher traces (`distill_ray.verify`): MATH-500 and mini-math by the last-box math grader,
 mini-code by the sandboxed test-spec judge, and MBPP+ by evalplus's base and plus inputs through the same function as
 `distill-ray score mbppplus` (an item passes when both pass; `base_correct` keeps MBPP's base-only count). Each score
+names the engine that produced it (`environment`: evaluate.fingerprint). Each score
 separates "wrong answer" from "no answer in the expected format" (`verify.verdict.FORMAT_FAILURE_REASONS`): a format
 failure is counted in `format_failures` as well as being wrong. Each response is written to responses.jsonl as a
 `records.EvalItem` (verdict, base/plus status, finish reason, generated tokens) next to scores.json, so any number in a
@@ -120,6 +121,10 @@ def evaluate_checkpoint(
                 for problem, generation, item in zip(problems, generations, items, strict=True)]
         scores.append(summarise(name, rows, step=step, samples=samples))
         records.extend(rows)
+    if hasattr(engine, "fingerprint"):  # a duck-typed engine (tests) may not know what it is
+        environment = engine.fingerprint()
+        for score in scores:
+            score["environment"] = environment
     if adapter_path and base_responses is not None:
         from distill_ray.evaluate.parity import check_not_base
 

@@ -66,6 +66,10 @@ class EvalEngine:
         self.backend.load_adapter(adapter_path)
         return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens)
 
+    def fingerprint(self) -> Any:
+        """The engine's evaluate.fingerprint.EngineFingerprint (versions, dtype, limits, device)."""
+        return self.backend.fingerprint()
+
     def adapter(self) -> str | None:
         """The adapter the transformers engine currently has merged (None for vLLM, which attaches per request)."""
         return getattr(self.backend, "adapter_path", None)

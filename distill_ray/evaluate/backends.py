@@ -240,6 +240,13 @@ class TransformersBackend:
         self._pristine = {}
         self.model = self.base_model
 
+    def fingerprint(self) -> Any:
+        """evaluate.fingerprint.EngineFingerprint of this engine."""
+        from distill_ray.evaluate.fingerprint import engine_fingerprint
+
+        dtype = str(next(self.base_model.parameters()).dtype).removeprefix("torch.")
+        return engine_fingerprint("transformers", dtype=dtype, device=str(self.device))
+
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """Token ids of each chat-formatted user message (the template writes any BOS itself)."""
         texts = [self._build_chat_prompt(self.tokenizer, p) for p in prompts]
@@ -303,6 +310,18 @@ class VLLMBackend:
         self.max_lora_rank: int = kwargs["max_lora_rank"]
         self.llm = LLM(**kwargs)
         self._adapters: dict[str, int] = {}
+
+    def fingerprint(self) -> Any:
+        """evaluate.fingerprint.EngineFingerprint of this engine."""
+        import torch
+
+        from distill_ray.evaluate.fingerprint import engine_fingerprint
+
+        kwargs = self.engine_arguments
+        return engine_fingerprint("vllm", dtype=kwargs["dtype"], tensor_parallel=kwargs["tensor_parallel_size"],
+                                  max_model_len=self.llm.llm_engine.model_config.max_model_len,
+                                  max_lora_rank=kwargs["max_lora_rank"],
+                                  device="cuda" if torch.cuda.is_available() else "cpu")
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """Token ids of each chat-formatted user message (the template writes any BOS itself)."""

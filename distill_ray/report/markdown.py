@@ -23,6 +23,7 @@ from typing import Any
 from distill_ray.problems.audit import contamination_section
 from distill_ray.report.analysis import SPLIT_SEED, columns, compare, summary_rows, trials, verdicts
 from distill_ray.report.data import benchmark_info, load_experiment
+from distill_ray.report.environment import environment_lines
 from distill_ray.report.plots import plot_curves
 from distill_ray.report.tables import (
     cap_share,
@@ -231,7 +232,7 @@ def render(data: dict[str, Any], name: str, log: Comparisons, audit: list[str] |
         base = data["base"].get(student, {})
         mine_t = [t for t in all_trials if t["student"] == student]
         mine_s = [s for s in summaries if s["student"] == student]
-        lines += [f"## {student}", ""]
+        lines += [f"## {student}", "", *environment_lines(data, student)]
         if data["rows"] or base:
             lines += [f"![learning curves](curves-{student}.png)", ""]
         for t in mine_t:

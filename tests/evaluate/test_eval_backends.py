@@ -141,6 +141,17 @@ def test_empty_prompt_list_and_stop_tokens(tools):
     assert stop_token_ids(backend.tokenizer) == sorted({vocab["<|im_end|>"], vocab["<|endoftext|>"]})
 
 
+def test_the_transformers_engine_fingerprint_names_its_versions_dtype_and_device():
+    from importlib.metadata import version
+
+    environment = TransformersBackend(StudentConfig(model="builtin:tiny-llama")).fingerprint()
+    assert environment["backend"] == "transformers"
+    assert environment["engine"] == f"transformers {version('transformers')}"
+    assert environment["torch"] == version("torch") and environment["peft"] == version("peft")
+    assert environment["dtype"] == "float32" and environment["device"] == "cpu"
+    assert environment["max_lora_rank"] is None and environment["tensor_parallel"] == 1
+
+
 def test_adapter_rank_and_vllm_rank_rounding(lora_adapter):
     assert adapter_rank(lora_adapter("builtin:tiny-llama")) == 8
     assert [max_lora_rank_for(r) for r in (1, 8, 9, 32, 33, 300)] == [1, 8, 16, 32, 64, 320]

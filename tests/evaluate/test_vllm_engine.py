@@ -82,6 +82,12 @@ def test_base_and_two_checkpoints_scored_on_the_real_engine(worker, checkpoints,
         assert scores[0]["n"] == ITEMS and scores[0]["step"] == step
         answers[step] = [row["response"] for row in _rows(tmp_path / f"step-{step}")]
     backend = worker.engine.backend
+    with open(tmp_path / "step-10" / "scores.json", encoding="utf-8") as handle:
+        environment = json.load(handle)[0]["environment"]  # what scored it, in scores.json
+    assert environment["backend"] == "vllm" and environment["engine"] == "vllm 0.32.0"
+    assert environment["dtype"] == "float32" and environment["max_lora_rank"] == 8 and environment["device"] == "cpu"
+    assert environment["max_model_len"] == backend.engine_arguments["max_model_len"] == max(
+        len(ids) for ids in backend.encode([p["prompt"] for p in worker.benchmarks["mini-math"]])) + MAX_NEW
     assert worker.engine_loads == 1 and backend.engine_arguments["max_lora_rank"] == 8  # rank 8 adapters
     assert backend.engine_arguments["enable_lora"] is True
     assert sorted(backend._adapters.values()) == [1, 2]  # one LoRARequest id per checkpoint
