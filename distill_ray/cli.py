@@ -32,6 +32,7 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from distill_ray.planning import (
         PlacementError,
+        evaluation_memory_table,
         load_cluster,
         memory_table,
         placement,
@@ -53,6 +54,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         plan["train_memory"], memory_lines = memory_table(sweep, plan["placement"], cluster)
         print(placement_table(plan["placement"]), file=sys.stderr)
         print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
+        plan["evaluation_memory"], eval_lines = evaluation_memory_table(sweep, plan["placement"], cluster)
+        if eval_lines:
+            print("\nestimated vLLM evaluation memory per GPU (GiB; evaluate.memory)", *eval_lines, sep="\n",
+                  file=sys.stderr)
         print(json.dumps(plan, indent=2))
         return 0
     if args.cluster:

@@ -10,8 +10,11 @@ instance type, plus the cluster file's custom resources) and checks GPU memory: 
 (over tensor_parallel for an evaluation engine, over the workers under ZeRO-3 for training) against
 VLLM_GPU_MEMORY_UTILIZATION of one GPU of the instance type, and that max_workers nodes hold a whole train group.
 
-Not guaranteed: costs or times within any factor (they are planning figures, not measurements); that a placement
-that fits leaves room for activations or the KV cache (only weights are counted).
+A vLLM evaluation engine counts weights, LoRA buffers, an overhead allowance and the KV cache of one full-length
+sequence (evaluate.memory); it is refused (exit 2, naming the student and node types) where that does not fit.
+
+Not guaranteed: costs or times within any factor (they are planning figures, not measurements); that a training
+placement that fits leaves room for activations (train.memory estimates them separately).
 """
 
 from __future__ import annotations
@@ -225,16 +228,56 @@ def placement(sweep: SweepConfig, cluster: dict[str, dict[str, Any]] | None = No
         if sweep.evaluation.backend == "vllm" and not options["num_gpus"]:
             raise PlacementError(f"student {name}: evaluation.backend is vllm, which needs a GPU, but "
                                  f"students.{name}.evaluation.gpus is 0")
-        weights = bf16_weights_gib(student.model)
-        per_gpu = None if weights is None or not options["num_gpus"] else weights / student.evaluation.tensor_parallel
+        per_gpu = _evaluation_gib(student, sweep) if options["num_gpus"] else None
         row = add("evaluate", f"evaluation actor ({name}, tensor_parallel {student.evaluation.tensor_parallel})",
                   student.evaluation.actors, _asks(options["num_cpus"], options["num_gpus"],
                                                    options.get("resources"), options.get("accelerator_type")),
                   per_gpu)
+        row["evaluated_student"] = name
         _require_host(row, name, "evaluation engine")
         add("evaluate", f"evaluation dispatcher ({name}, driver's node)", 1, _asks(0.0),
             on_driver_node=True)
     return rows
+
+
+def _evaluation_gib(student: StudentConfig, sweep: SweepConfig) -> float | None:
+    """GiB per GPU an evaluation engine needs: for vLLM, weights + LoRA buffers + overhead + the KV cache of one
+    full-length sequence (evaluate.memory); for transformers, the bf16 weights over tensor_parallel."""
+    if sweep.evaluation.backend == "vllm":
+        from distill_ray.evaluate.memory import minimum_engine_gib
+        from distill_ray.train.memory import UnknownShapeError
+
+        try:
+            return minimum_engine_gib(student, max_new_tokens=sweep.evaluation.max_new_tokens)
+        except UnknownShapeError:
+            pass
+    weights = bf16_weights_gib(student.model)
+    return None if weights is None else weights / student.evaluation.tensor_parallel
+
+
+def evaluation_memory_table(sweep: SweepConfig, rows: list[dict[str, Any]],
+                            cluster: dict[str, dict[str, Any]] | None = None
+                            ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per student with a vLLM engine on a GPU node type of the cluster, the engine's memory by component on the
+    first node type that hosts it (evaluate.memory); returns (estimates, table lines)."""
+    from distill_ray.evaluate.memory import estimate_eval_memory, format_eval_memory_rows
+    from distill_ray.train.memory import UnknownShapeError
+
+    estimates: dict[str, dict[str, Any]] = {}
+    if sweep.evaluation.backend != "vllm" or cluster is None:
+        return estimates, []
+    for row in rows:
+        name = row.get("evaluated_student")
+        if not name or not row.get("node_types"):
+            continue
+        node_type = row["node_types"][0]
+        try:
+            estimate = estimate_eval_memory(sweep.students[name], max_new_tokens=sweep.evaluation.max_new_tokens,
+                                            gpu_gib=cluster[node_type]["gpu_mib"] / 1024)
+        except UnknownShapeError:
+            continue
+        estimates[name] = {**estimate, "node_type": node_type}
+    return estimates, format_eval_memory_rows(estimates)
 
 
 def _require_host(row: dict[str, Any], student: str, what: str) -> None:

@@ -127,3 +127,24 @@ def test_a_storage_uri_is_refused_before_anything_runs(capsys, uri):
     assert main(["sweep", SEED, "--dry-run", f"storage={uri}"]) == 2
     err = capsys.readouterr().err
     assert "storage" in err and "seed.yaml" in err and "URI" in err
+
+
+def test_seed_dry_run_prints_vllm_evaluation_memory_by_component(capsys):
+    code, plan, table = _dry_run(capsys)
+    assert code == 0
+    moe = plan["evaluation_memory"]["qwen3-30b-a3b"]
+    assert moe["node_type"] == "gpu-l40sx4-spot" and moe["max_lora_rank"] == 32 and moe["fully_sharded_loras"]
+    c = moe["components"]
+    # 30.5e9 bf16 parameters over tensor parallel 2; expert LoRA of 128 experts x 48 layers at rank 32, fully sharded
+    assert c["weights_gib"] == pytest.approx(28.41, abs=0.01) and c["lora_gib"] == pytest.approx(1.57, abs=0.01)
+    assert c["kv_cache_gib"] == pytest.approx(moe["usable_gib"] - 28.41 - 1.57 - 1.5, abs=0.02)
+    assert moe["max_model_len"] == 4096 + 1024 and moe["full_length_sequences"] > 30
+    assert "estimated vLLM evaluation memory per GPU" in table and "qwen3-30b-a3b      gpu-l40sx4-spot" in table
+
+
+def test_an_engine_that_cannot_hold_one_full_length_sequence_exits_2_naming_student_and_node(capsys):
+    # weights and LoRA fit on two L40S, but a 200k-token sequence's KV cache (~9.4 GiB per GPU) does not
+    code, _, err = _dry_run(capsys, "evaluation.max_new_tokens=200000")
+    assert code == 2
+    assert "student qwen3-30b-a3b: its evaluation engine fits on no node type" in err
+    assert "gpu-l40sx4-spot:" in err and "GiB per GPU >" in err
