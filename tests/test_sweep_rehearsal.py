@@ -45,6 +45,9 @@ def test_rehearsal_keeps_the_seed_structure(shared_benchmarks):
         assert student.num_workers > 1 and student.deepspeed_stage == real.deepspeed_stage
         assert student.gpus_per_worker == real.gpus_per_worker and student.worker_resources == real.worker_resources
         assert student.evaluation.gpus >= 1 and student.evaluation.resources
+        # the same LoRA targets as the seed (the MoE's experts included), so the adapter the seed evaluates is written
+        assert student.lora.target_modules == real.lora.target_modules
+        assert student.lora.expert_lora == real.lora.expert_lora
     assert [b.name for b in rehearsal.evaluation.benchmarks] == [b.name for b in seed.evaluation.benchmarks]
     assert rehearsal.trial_resources.get("trial_driver") == seed.trial_resources["trial_driver"]
 
