@@ -36,6 +36,7 @@ from typing import Any
 
 DONE = "done.json"
 SCORES = "scores.json"
+BASE_RECHECK = "base_recheck.json"  # base/<student>/: the end-of-sweep re-scoring of the base model (evaluate.pool)
 
 
 # ------------------------------------------------------------------------------------------------------------ paths

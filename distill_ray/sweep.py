@@ -368,6 +368,12 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
         errors = [str(r.error) for r in results if r.error]
         base = {s: ray.get(ref) for s, ref in base_refs.items()}
         log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
+        # each pool re-scores its base model on a seeded subset: the report states how many answers came out equal
+        rechecks = {s: pool.recheck_base.remote(ex.base_dir(exp_dir, s)) for s, pool in pools.items()
+                    if s in base and os.path.exists(os.path.join(ex.base_dir(exp_dir, s), "responses.jsonl"))}
+        for s, ref in rechecks.items():
+            recheck = ray.get(ref)
+            log(f"base re-check ({s}): {recheck['identical']}/{recheck['items']} greedy answers equal the first")
         pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
         report = write_report(exp_dir)
     finally:

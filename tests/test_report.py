@@ -452,7 +452,12 @@ def test_the_report_names_the_engine_per_student_and_flags_drift(tmp_path):
     text = open(write_report(str(exp))).read()
     assert ("Scored with vllm 0.32.0 (torch 2.13.0, transformers 5.19.0, peft 0.21.2), bfloat16, device NVIDIA L40S, "
             "tensor parallel 2, max_model_len 5120, max_lora_rank 32.") in text
-    assert "Engine drift" not in text
+    assert "Engine drift" not in text and "Base re-check" not in text
+    _write(f"{exp}/base/qwen/base_recheck.json", {"items": 50, "identical": 49, "seed": 0, "environment": ENGINE,
+                                                  "first_environment": ENGINE})
+    text = open(write_report(str(exp))).read()
+    assert ("Base re-check at the end of the sweep: 49/50 greedy answers equal the first scoring (seeded subset, "
+            "seed 0).") in text
     _stamp(folders[-1], {**ENGINE, "engine": "vllm 0.33.0"})  # one checkpoint re-scored on another release
     text = open(write_report(str(exp))).read()
     assert "**Engine drift:** this student's scores come from 2 different engine set-ups" in text

@@ -29,6 +29,7 @@ from distill_ray.config import EvaluationConfig, StudentConfig, SweepConfig
 from distill_ray.records import BenchmarkScore, EvalWorkerRecord, Problem
 
 MAX_REPLACEMENTS = 16
+BASE_RECHECK_ITEMS = 50  # base-model items re-scored at the end of a sweep (seeded subset)
 
 
 class EvalWorker:
@@ -76,6 +77,31 @@ class EvalWorker:
                                      base_responses=base_responses)
         ex.write_json(os.path.join(output_dir, "worker.json"), self.record(started))
         return scores
+
+    def recheck_base(self, base_dir: str, *, items: int = BASE_RECHECK_ITEMS, seed: int = 0) -> dict[str, Any]:
+        """Re-generate the base model's answers to a seeded subset of the items it first answered (base_dir's
+        responses.jsonl) on this worker's engine, count the greedy answers equal to the first scoring, and write
+        base_recheck.json: a changed engine or non-deterministic kernels show up as a number."""
+        import random
+
+        from distill_ray.evaluate import generate_with_info
+
+        first = ex.read_jsonl(os.path.join(base_dir, "responses.jsonl"))
+        prompts = {(name, str(p["id"])): p["prompt"] for name, problems in self.benchmarks.items() for p in problems}
+        rows = [r for r in first if (r["benchmark"], str(r["problem_id"])) in prompts]
+        chosen = sorted(random.Random(seed).sample(range(len(rows)), min(items, len(rows))))
+        engine = self._engine()
+        again = generate_with_info(engine, [prompts[(rows[i]["benchmark"], str(rows[i]["problem_id"]))]
+                                            for i in chosen],
+                                   max_new_tokens=self.evaluation.max_new_tokens, adapter_path=None)
+        first_scores = ex.read_scores(base_dir) if ex.is_scored(base_dir) else []
+        recheck = {"items": len(chosen), "identical": sum(rows[i]["response"] == g.text
+                                                          for i, g in zip(chosen, again, strict=True)),
+                   "seed": seed,
+                   "environment": engine.fingerprint() if hasattr(engine, "fingerprint") else None,
+                   "first_environment": first_scores[0].get("environment") if first_scores else None}
+        ex.write_json(os.path.join(base_dir, ex.BASE_RECHECK), recheck)
+        return recheck
 
     def record(self, started: float) -> EvalWorkerRecord:
         import ray
@@ -168,6 +194,14 @@ class EvalPool:
                 self.in_flight -= 1
             self._idle.put_nowait(worker)
             return scores
+
+    async def recheck_base(self, base_dir: str) -> dict[str, Any]:
+        """EvalWorker.recheck_base on an idle worker (the end of a sweep: the engines are warm)."""
+        worker = await self._idle.get()
+        try:
+            return await worker.recheck_base.remote(base_dir)
+        finally:
+            self._idle.put_nowait(worker)
 
     def actors(self) -> list[str]:
         """Actor ids of every worker this pool started (replacements included)."""

@@ -142,6 +142,8 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
                 benchmarks.append(key.split("/")[0])
     for scores in base.values():
         benchmarks.extend(name for name in scores if name not in benchmarks)
-    return {"rows": rows, "base": base, "traces": traces, "benchmarks": benchmarks, "items": items,
-            "base_items": base_items, "eval_scores": eval_scores, "order": order,
+    base_recheck = {os.path.basename(os.path.dirname(p)): _read_json(p)
+                    for p in sorted(glob.glob(os.path.join(exp_dir, "base", "*", "base_recheck.json")))}
+    return {"rows": rows, "base": base, "traces": traces, "base_recheck": base_recheck, "benchmarks": benchmarks,
+            "items": items, "base_items": base_items, "eval_scores": eval_scores, "order": order,
             "problems": problems}

@@ -1,5 +1,6 @@
 """The report's engine line per student: which engine and library versions scored its base model and checkpoints
-(`environment` in each scores.json, evaluate.fingerprint), and a flag when they were not all scored under one.
+(`environment` in each scores.json, evaluate.fingerprint), a flag when they were not all scored under one, and the
+end-of-sweep base re-check (base_recheck.json: how many greedy answers equal the first scoring).
 
     lines = environment_lines(data, "tiny-llama")   # data: report.data.load_experiment(...)
 
@@ -37,18 +38,29 @@ def student_environments(data: dict[str, Any], student: str) -> dict[str, list[s
     return scored
 
 
+def recheck_line(data: dict[str, Any], student: str) -> list[str]:
+    recheck = (data.get("base_recheck") or {}).get(student)
+    if not recheck:
+        return []
+    changed = recheck.get("environment") != recheck.get("first_environment")
+    return [f"Base re-check at the end of the sweep: {recheck['identical']}/{recheck['items']} greedy answers equal "
+            f"the first scoring (seeded subset, seed {recheck['seed']})"
+            + (", on a different engine set-up than the first scoring." if changed else "."), ""]
+
+
 def environment_lines(data: dict[str, Any], student: str) -> list[str]:
     scored = student_environments(data, student)
     if not scored:
-        return []
+        return recheck_line(data, student)
     if len(scored) == 1:
         (key,) = scored
         environment = json.loads(key)
-        return [f"Scored with {describe(environment) if environment else 'an unrecorded engine'}.", ""]
+        return [f"Scored with {describe(environment) if environment else 'an unrecorded engine'}.", "",
+                *recheck_line(data, student)]
     lines = [f"**Engine drift:** this student's scores come from {len(scored)} different engine set-ups; "
              "differences between columns may be the engine's, not the training's.", ""]
     for key, labels in scored.items():
         environment = json.loads(key)
         shown = ", ".join(labels[:6]) + (f" and {len(labels) - 6} more" if len(labels) > 6 else "")
         lines.append(f"- {describe(environment) if environment else 'unrecorded'}: {shown}")
-    return [*lines, ""]
+    return [*lines, "", *recheck_line(data, student)]

@@ -1,14 +1,13 @@
 """The evaluation pool: one warm engine per actor, a dead actor replaced and its request re-queued, a finished
-evaluation answered from disk after a restart, and the vLLM engine built with the sweep's tensor parallelism."""
+evaluation answered from disk after a restart, and the base model re-checked at the end of a sweep (the vLLM engine's
+arguments under tensor parallelism: test_vllm_boundary.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sys
 import time
-import types
 
 import pytest
 
@@ -32,6 +31,20 @@ def test_plain_worker_scores_base_and_adapter_on_one_engine(tmp_path, lora_adapt
     stamp = (tmp_path / "step-10" / "scores.json").stat().st_mtime_ns
     assert worker.evaluate(lora_adapter(STUDENT.model, 0), 10, 160, str(tmp_path / "step-10")) == step
     assert (tmp_path / "step-10" / "scores.json").stat().st_mtime_ns == stamp  # read back, not recomputed
+
+
+def test_the_base_recheck_counts_answers_equal_to_the_first_scoring(tmp_path):
+    worker = EvalWorker(STUDENT.model_dump(), EVALUATION.model_dump(), BENCHMARKS)
+    worker.evaluate(None, 0, 0, str(tmp_path / "base"))
+    recheck = worker.recheck_base(str(tmp_path / "base"), items=3)
+    assert recheck["items"] == 3 and recheck["identical"] == 3  # one engine, greedy: the same answers
+    assert recheck["environment"] == recheck["first_environment"]
+    assert recheck["environment"]["backend"] == "transformers"
+    assert json.load(open(tmp_path / "base" / "base_recheck.json")) == recheck
+    rows = [json.loads(line) for line in open(tmp_path / "base" / "responses.jsonl")]
+    rows[0]["response"] += " (edited)"  # as if the first scoring had answered differently
+    (tmp_path / "base" / "responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert worker.recheck_base(str(tmp_path / "base"), items=4)["identical"] == 3
 
 
 @pytest.mark.slow
@@ -75,29 +88,6 @@ def test_killed_actor_is_replaced_and_its_request_requeued_then_a_new_pool_reads
         assert os.stat(os.path.join(out, "scores.json")).st_mtime_ns == stamp
     finally:
         ray.shutdown()
-
-
-def test_vllm_engine_is_built_with_the_students_tensor_parallelism(monkeypatch):
-    """vllm cannot be installed here: a fake `vllm.LLM` records what the engine is built with."""
-    built: list[dict] = []
-
-    class FakeLLM:
-        def __init__(self, **kwargs):
-            built.append(kwargs)
-
-    fake = types.ModuleType("vllm")
-    fake.LLM = FakeLLM
-    monkeypatch.setitem(sys.modules, "vllm", fake)
-    student = STUDENT.model_copy(update={"evaluation": STUDENT.evaluation.model_copy(
-        update={"gpus": 2.0, "tensor_parallel": 2})})
-    worker = EvalWorker(student.model_dump(), EVALUATION.model_copy(update={"backend": "vllm"}).model_dump(),
-                        BENCHMARKS)
-    worker._engine()
-    assert len(built) == 1
-    assert built[0]["tensor_parallel_size"] == 2 and built[0]["enable_lora"] is True
-    assert built[0]["max_lora_rank"] >= student.lora.r
-    worker._engine()
-    assert len(built) == 1 and worker.engine_loads == 1  # warm: built once
 
 
 def test_tensor_parallel_needs_as_many_gpus():
