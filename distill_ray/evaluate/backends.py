@@ -325,8 +325,10 @@ class VLLMBackend:
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
         """Token ids of each chat-formatted user message (the template writes any BOS itself)."""
-        return [self.tokenizer(self._build_chat_prompt(self.tokenizer, p), add_special_tokens=False)["input_ids"]
-                for p in prompts]
+        if not prompts:
+            return []
+        texts = [self._build_chat_prompt(self.tokenizer, p) for p in prompts]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]  # one batched call
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
         return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens,
