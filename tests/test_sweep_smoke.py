@@ -104,3 +104,15 @@ def test_one_warm_engine_scored_the_base_and_every_checkpoint(smoke_run):
     assert pool["started"] == 1 and pool["replaced"] == 0
     assert {r["actor_id"] for r in [*records, base]} == set(pool["actors"])  # the pool's one actor did them all
     assert {r["engine_loads"] for r in [*records, base]} == {1}  # and loaded its engine once
+
+
+def test_the_base_model_was_rechecked_at_the_end_and_the_report_says_so(smoke_run):
+    _, summary = smoke_run
+    exp = summary["experiment_dir"]
+    recheck = json.load(open(os.path.join(exp, "base", "tiny-llama", "base_recheck.json")))
+    # 50 of the base model's items, re-generated on the same warm transformers engine: greedy, so all equal
+    assert recheck["items"] == 50 and recheck["identical"] == 50
+    assert recheck["environment"] == recheck["first_environment"]
+    report = open(summary["report"]).read()
+    assert "Base re-check at the end of the sweep: 50/50 greedy answers equal the first scoring" in report
+    assert "Scored with transformers" in report
