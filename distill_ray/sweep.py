@@ -170,8 +170,9 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)
     if not examples:
         raise RuntimeError(f"trial {name}: no verified training examples for {config['teacher']}/{config['domain']}")
-    evaluator = Evaluator(sweep, config["student"], read_benchmarks(sweep, exp_dir),
-                          (pools or {}).get(config["student"]),
+    evaluator = Evaluator(config["student"], sweep.students[config["student"]], sweep.evaluation,
+                          read_benchmarks(sweep, exp_dir), allow_network_risk=sweep.allow_network_risk,
+                          pool=(pools or {}).get(config["student"]),
                           base_responses=os.path.join(ex.base_dir(exp_dir, config["student"]), "responses.jsonl"))
     listener = CheckpointListener() if use_ray_train else None
     outcome: dict[str, Any] = {}
@@ -311,7 +312,8 @@ def start_pools(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> tuple[dic
     """One evaluation pool per student of the grid, and its base-model evaluation queued first (when asked for)."""
     from distill_ray.evaluate.pool import start_pool
 
-    pools = {s: start_pool(sweep, s, benchmarks) for s in sweep.grid.students}
+    pools = {s: start_pool(s, sweep.students[s], sweep.evaluation, benchmarks,
+                           allow_network_risk=sweep.allow_network_risk) for s in sweep.grid.students}
     base_refs = {}
     if sweep.evaluation.evaluate_base:
         base_refs = {s: pool.evaluate.remote(None, 0, 0, ex.base_dir(exp_dir, s)) for s, pool in pools.items()}

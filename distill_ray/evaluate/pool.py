@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from distill_ray import experiment as ex
-from distill_ray.config import EvaluationConfig, StudentConfig, SweepConfig
+from distill_ray.config import EvaluationConfig, StudentConfig
 from distill_ray.records import BenchmarkScore, EvalWorkerRecord, Problem
 
 MAX_REPLACEMENTS = 16
@@ -176,7 +176,8 @@ class EvalPool:
                 "answered_from_disk": self.answered_from_disk, "in_flight": self.in_flight, "actors": self.actors()}
 
 
-def start_pool(sweep: SweepConfig, student_name: str, benchmarks: dict[str, list[Problem]]) -> Any:
+def start_pool(student_name: str, student: StudentConfig, evaluation: EvaluationConfig,
+               benchmarks: dict[str, list[Problem]], *, allow_network_risk: bool) -> Any:
     """Start `student_name`'s pool: the dispatcher on this (the driver's) node, its workers wherever they fit."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -185,8 +186,8 @@ def start_pool(sweep: SweepConfig, student_name: str, benchmarks: dict[str, list
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     pool_class = ray.remote(num_cpus=0, max_concurrency=1000, scheduling_strategy=here)(EvalPool)
-    return pool_class.remote(student_name, sweep.students[student_name].model_dump(), sweep.evaluation.model_dump(),
-                             benchmarks, allow_network_risk=sweep.allow_network_risk, cache_root=cache_root())
+    return pool_class.remote(student_name, student.model_dump(), evaluation.model_dump(),
+                             benchmarks, allow_network_risk=allow_network_risk, cache_root=cache_root())
 
 
 class Evaluator:
@@ -194,7 +195,8 @@ class Evaluator:
     once. With a pool handle the pool does the work; without one (`distill-ray train`, Tune restore), one EvalWorker
     in this process, on a thread of its own, evaluates the submissions in order."""
 
-    def __init__(self, sweep: SweepConfig, student_name: str, benchmarks: dict[str, list[Problem]],
+    def __init__(self, student_name: str, student: StudentConfig, evaluation: EvaluationConfig,
+                 benchmarks: dict[str, list[Problem]], *, allow_network_risk: bool,
                  pool: Any | None = None, base_responses: str | None = None):
         self.pool = pool
         self.base_responses = base_responses  # the base model's responses.jsonl: checkpoints must differ from it
@@ -206,8 +208,8 @@ class Evaluator:
             import torch
 
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"eval-{student_name}")
-            self._make = lambda: EvalWorker(sweep.students[student_name].model_dump(), sweep.evaluation.model_dump(),
-                                            benchmarks, allow_network_risk=sweep.allow_network_risk,
+            self._make = lambda: EvalWorker(student.model_dump(), evaluation.model_dump(),
+                                            benchmarks, allow_network_risk=allow_network_risk,
                                             threads=torch.get_num_threads())
 
     def submit(self, ckpt: dict, output_dir: str) -> Any:

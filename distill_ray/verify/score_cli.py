@@ -65,7 +65,7 @@ class _Refused(RuntimeError):
 
 
 def _math500(args: argparse.Namespace) -> dict:
-    from distill_ray.problems.benchmarks import MATH500_FILE, fetch_pinned
+    from distill_ray.pinned import MATH500_FILE, fetch_pinned
     from distill_ray.verify.math500 import check_samples, load_math500, score_math500
     from distill_ray.verify.math_grader import MathGrader
     from distill_ray.verify.mbppplus import read_jsonl
@@ -81,7 +81,7 @@ def _math500(args: argparse.Namespace) -> dict:
 
 
 def _mbppplus(args: argparse.Namespace) -> dict:
-    from distill_ray.problems.benchmarks import MBPPPLUS_FILE, fetch_pinned, file_sha256
+    from distill_ray.pinned import MBPPPLUS_FILE, fetch_pinned, file_sha256
     from distill_ray.verify.mbppplus import (
         ground_truth,
         load_mbppplus,

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from distill_ray import builtin_problems as builtin
 from distill_ray.config import ConfigError, DecontaminationConfig, load_sweep, sweep_from_dict
-from distill_ray.problems import builtin
 from distill_ray.problems.audit import contamination_section
-from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import clean_problems
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
+from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
 from distill_ray.stages import prepare_benchmarks
@@ -193,9 +193,9 @@ def test_labelled_table_meets_the_targets(shared_benchmarks, benchmark_script):
 def test_the_package_names_its_entry_point_and_the_old_names_still_import():
     import distill_ray.problems as problems
     from distill_ray.problems import clean, sources
-    from distill_ray.verify import test_spec
+    from distill_ray.verify import code_spec
 
     assert problems.prepare_problems is clean.prepare_problems
-    assert sources.build_test_spec is test_spec.build_test_spec
+    assert sources.build_test_spec is code_spec.build_test_spec
     with pytest.raises(AttributeError):
         _ = problems.nothing_here

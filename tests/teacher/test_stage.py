@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
 from distill_ray.stages import generate_stage
 from distill_ray.teacher.stage import GenerationIncomplete, TooManyFailures, check_trainable, failure_share
 
