@@ -38,7 +38,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         placement_table,
         plan_sweep,
     )
-    from distill_ray.stages import check_secrets
+    from distill_ray.stages.run import check_secrets
     from distill_ray.sweep import run_sweep
 
     sweep = _load(args)
@@ -67,7 +67,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
     import ray
 
-    from distill_ray.stages import start_builtin_teachers
+    from distill_ray.stages.run import start_builtin_teachers
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -79,7 +79,9 @@ def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from distill_ray.stages import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
+    from distill_ray.stages.generate import generate_stage
+    from distill_ray.stages.problems import prepare_benchmarks, prepare_problems
+    from distill_ray.stages.verify import verify_stage
 
     sweep, exp_dir, server = _shared_stages(args)
     try:
@@ -102,7 +104,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distill_ray.stages import prepare_benchmarks
+    from distill_ray.stages.problems import prepare_benchmarks
     from distill_ray.sweep import grid_trials, run_trial
 
     sweep = _load(args)
@@ -119,7 +121,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from distill_ray.stages import evaluate_base, prepare_benchmarks
+    from distill_ray.stages.evaluate_base import evaluate_base
+    from distill_ray.stages.problems import prepare_benchmarks
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -140,7 +143,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_rescore(args: argparse.Namespace) -> int:
-    from distill_ray.evaluate.rescore import RescoreInputError, rescore_experiment
+    from distill_ray.stages.rescore import RescoreInputError, rescore_experiment
 
     try:
         summary = rescore_experiment(args.experiment_dir, allow_network_risk=args.allow_network_risk)
@@ -230,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # the teacher stage's stops: a refused key or probe, no credits, rows to retry
+        from distill_ray.stages.generate import GenerationIncomplete, TooManyFailures
         from distill_ray.teacher.client import CreditsExhausted, FatalTeacherError
-        from distill_ray.teacher.stage import GenerationIncomplete, TooManyFailures
 
         if not isinstance(exc, FatalTeacherError | GenerationIncomplete | TooManyFailures):
             raise

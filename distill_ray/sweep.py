@@ -5,7 +5,7 @@
     run_sweep(load_sweep("sweeps/local.yaml"))          # or: distill-ray sweep sweeps/local.yaml
     grid = load_results("runs/local")                    # Tune's ResultGrid: one result per checkpoint
 
-Stages shared by trials (distill_ray.stages) run once, before Tune starts, and leave their outputs in the experiment
+Stages shared by trials (distill_ray.stages.run) run once, before Tune starts, and leave their outputs in the experiment
 directory (distill_ray.experiment documents its layout). Then, per student, an evaluation pool starts
 (distill_ray.evaluate.pool: actors with one warm engine each) and scores the base model first. Each Tune trial trains
 one (teacher, student, domain[, extra axes]) adapter with Ray Train; a Ray Train callback puts every persisted
@@ -33,14 +33,9 @@ from distill_ray import experiment as ex
 from distill_ray.config import StudentConfig, SweepConfig, trial_config
 from distill_ray.evaluate.pool import Evaluator
 from distill_ray.records import TrialDone, TrialRow
-from distill_ray.stages import (
-    check_secrets,
-    log,
-    read_benchmarks,
-    run_shared_stages,
-    start_builtin_teachers,
-    training_examples,
-)
+from distill_ray.stages.problems import read_benchmarks
+from distill_ray.stages.run import check_secrets, log, run_shared_stages, start_builtin_teachers
+from distill_ray.stages.verify import training_examples
 
 __all__ = ["check_secrets", "grid_trials", "load_results", "run_sweep", "run_trial", "trainable_for", "trial_name"]
 
@@ -70,7 +65,7 @@ def grid_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
-    from distill_ray.evaluate.rescore import score_columns  # one definition, shared with `distill-ray rescore`
+    from distill_ray.stages.rescore import score_columns  # one definition, shared with `distill-ray rescore`
 
     return score_columns(scores)
 
@@ -164,7 +159,7 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
         return rows[-1] if rows else {}
     teacher = sweep.teachers[config["teacher"]]
     student: StudentConfig = sweep.students[config["student"]]
-    from distill_ray.teacher.stage import check_trainable
+    from distill_ray.stages.generate import check_trainable
 
     check_trainable(exp_dir, config["teacher"], config["domain"], teacher.max_failure_share)
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)

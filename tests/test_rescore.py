@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from distill_ray.cli import main
-from distill_ray.evaluate import rescore as rescore_module
-from distill_ray.evaluate.rescore import rescore_experiment
+from distill_ray.stages import rescore as rescore_module
+from distill_ray.stages.rescore import rescore_experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

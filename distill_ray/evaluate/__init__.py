@@ -11,7 +11,7 @@ mini-code by the sandboxed test-spec judge, and MBPP+ by evalplus's base and plu
 separates "wrong answer" from "no answer in the expected format" (`verify.verdict.FORMAT_FAILURE_REASONS`): a format
 failure is counted in `format_failures` as well as being wrong. Each response is written to responses.jsonl as a
 `records.EvalItem` (verdict, base/plus status, finish reason, generated tokens) next to scores.json, so any number in a
-report can be traced to the text that produced it, and rescored later (`evaluate.rescore`). Intervals are 95% Wilson
+report can be traced to the text that produced it, and rescored later (`stages.rescore`). Intervals are 95% Wilson
 intervals over items. With `base_responses`, a checkpoint that answers like the base model fails (`evaluate.parity`).
 
 Not guaranteed: bit-identical responses across backends or hardware (see backends.py).

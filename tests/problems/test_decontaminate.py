@@ -15,8 +15,8 @@ from distill_ray.problems.decontaminate import ContaminationIndex, Decontaminati
 from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
-from distill_ray.stages import prepare_benchmarks
-from distill_ray.stages import prepare_problems as prepare_problems_of_sweep
+from distill_ray.stages.problems import prepare_benchmarks
+from distill_ray.stages.problems import prepare_problems as prepare_problems_of_sweep
 
 
 def row(pid: str, text: str, domain: str = "math", source: str = "pool.jsonl", split: str = "train") -> Problem:
