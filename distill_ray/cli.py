@@ -23,6 +23,7 @@ import os
 import sys
 
 from distill_ray.config import ConfigError, SweepConfig, load_sweep
+from distill_ray.files import InputError
 
 
 def _load(args: argparse.Namespace) -> SweepConfig:
@@ -104,6 +105,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from distill_ray import experiment as ex
     from distill_ray.stages.problems import prepare_benchmarks
     from distill_ray.sweep import grid_trials, run_trial
 
@@ -112,7 +114,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trials = {t["name"]: t for t in grid_trials(sweep)}
     if args.trial not in trials:
         raise ConfigError(args.sweep, "--trial", f"unknown trial {args.trial!r}; trials: {', '.join(trials)}")
-    if not os.path.isdir(os.path.join(exp_dir, "traces", trials[args.trial]["teacher"])):
+    trial = trials[args.trial]
+    if not os.path.isdir(ex.traces_dir(exp_dir, trial["teacher"], trial["domain"])):
         raise ConfigError(args.sweep, "--trial", "its traces do not exist yet: run `distill-ray generate` first")
     prepare_benchmarks(sweep, exp_dir)
     row = run_trial(trials[args.trial], sweep_data=sweep.model_dump(), exp_dir=exp_dir, use_ray_train=not args.no_ray)
@@ -143,11 +146,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_rescore(args: argparse.Namespace) -> int:
-    from distill_ray.stages.rescore import RescoreInputError, rescore_experiment
+    from distill_ray.stages.rescore import rescore_experiment
 
     try:
         summary = rescore_experiment(args.experiment_dir, allow_network_risk=args.allow_network_risk)
-    except RescoreInputError as exc:
+    except InputError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, InputError) as exc:  # InputError: a data file (files.read_jsonl) names file and line
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     except FileExistsError as exc:

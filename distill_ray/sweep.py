@@ -118,24 +118,6 @@ class CheckpointListener:
         self.queue.shutdown()
 
 
-def checkpoint_info(step_dir: str) -> dict[str, Any]:
-    """records.CheckpointInfo of a persisted checkpoint folder, plus its truncated_examples, from its meta.json."""
-    meta = ex.read_json(os.path.join(step_dir, "state", "meta.json"))
-    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
-            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
-
-
-def persisted_checkpoints(train_dir: str) -> list[str]:
-    """Complete Ray Train checkpoint folders under a trial's train/ folder, in step order."""
-    import glob
-
-    from distill_ray.train.core import COMPLETE
-    from distill_ray.train.ray_train import RUN_NAME
-
-    folders = glob.glob(os.path.join(train_dir, RUN_NAME, "step-*"))
-    return sorted(f for f in folders if os.path.exists(os.path.join(f, COMPLETE)))
-
-
 def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True,
               pools: dict[str, Any] | None = None) -> dict:
     """One trial: train the adapter on its (teacher, domain) traces; each checkpoint, once Ray Train has persisted
@@ -147,6 +129,8 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     """
     from distill_ray.config import sweep_from_dict
     from distill_ray.train import train_student
+    from distill_ray.train.core import checkpoint_info
+    from distill_ray.train.ray_train import persisted_checkpoints
 
     config = config.get("trial", config)  # Tune passes {"trial": {...}} from the grid's param_space
     sweep = trial_config(sweep_from_dict(sweep_data, "<trial>"), config.get("extra", {}))
@@ -168,7 +152,7 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     evaluator = Evaluator(config["student"], sweep.students[config["student"]], sweep.evaluation,
                           read_benchmarks(sweep, exp_dir), allow_network_risk=sweep.allow_network_risk,
                           pool=(pools or {}).get(config["student"]),
-                          base_responses=os.path.join(ex.base_dir(exp_dir, config["student"]), "responses.jsonl"))
+                          base_responses=ex.responses_file(ex.base_dir(exp_dir, config["student"])))
     listener = CheckpointListener() if use_ray_train else None
     outcome: dict[str, Any] = {}
 

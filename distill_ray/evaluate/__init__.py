@@ -26,9 +26,14 @@ from typing import Any
 from distill_ray.benchmarks import BENCHMARKS, get_benchmark
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, StudentConfig
 from distill_ray.evaluate.backends import Generation
+from distill_ray.files import read_json, write_text
 from distill_ray.records import BenchmarkScore, EvalItem, Problem
 from distill_ray.stats import wilson_interval
 from distill_ray.verify.verdict import FORMAT_FAILURE_REASONS
+
+# What an evaluation leaves in its output folder (the caller chooses the folder; experiment.py reads these names).
+RESPONSES = "responses.jsonl"
+SCORES = "scores.json"
 
 
 def load_benchmark(bench: BenchmarkConfig) -> list[Problem]:
@@ -103,9 +108,8 @@ def evaluate_checkpoint(
     the adapter-parity check: a checkpoint whose greedy responses equal the base model's on >= 98% of the shared
     items raises `AdapterParityError` naming it, and nothing is written.
     """
-    if output_dir and os.path.exists(os.path.join(output_dir, "scores.json")):
-        with open(os.path.join(output_dir, "scores.json"), encoding="utf-8") as handle:
-            return json.load(handle)
+    if output_dir and os.path.exists(os.path.join(output_dir, SCORES)):
+        return read_json(os.path.join(output_dir, SCORES))
     if engine is None:
         engine = make_engine(student, evaluation)
 
@@ -125,9 +129,8 @@ def evaluate_checkpoint(
 
         check_not_base(adapter_path, records, base_responses)
     if output_dir:
-        _write_atomically(os.path.join(output_dir, "responses.jsonl"),
-                          "".join(json.dumps(r) + "\n" for r in records))
-        _write_atomically(os.path.join(output_dir, "scores.json"), json.dumps(scores, indent=1))
+        write_text(os.path.join(output_dir, RESPONSES), "".join(json.dumps(r) + "\n" for r in records))
+        write_text(os.path.join(output_dir, SCORES), json.dumps(scores, indent=1))
     return scores
 
 
@@ -148,11 +151,3 @@ def eval_item(benchmark: str, problem_id: str, generation: Generation, item: dic
                     generated_tokens=generation.generated_tokens)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -24,8 +24,9 @@ import os
 import time
 from typing import Any
 
-from distill_ray import experiment as ex
 from distill_ray.config import EvaluationConfig, StudentConfig
+from distill_ray.evaluate import SCORES
+from distill_ray.files import read_json, write_json
 from distill_ray.records import BenchmarkScore, EvalWorkerRecord, Problem
 
 MAX_REPLACEMENTS = 16
@@ -65,14 +66,14 @@ class EvalWorker:
         so that an adapter that changed nothing fails (evaluate.parity)."""
         from distill_ray.evaluate import evaluate_checkpoint
 
-        if ex.is_scored(output_dir):
-            return ex.read_scores(output_dir)
+        if os.path.exists(os.path.join(output_dir, SCORES)):
+            return read_json(os.path.join(output_dir, SCORES))
         started = time.time()
         scores = evaluate_checkpoint(self.student, adapter_path, self.benchmarks, self.evaluation, step=step,
                                      samples=samples, output_dir=output_dir,
                                      allow_network_risk=self.allow_network_risk, engine=self._engine(),
                                      base_responses=base_responses)
-        ex.write_json(os.path.join(output_dir, "worker.json"), self.record(started))
+        write_json(os.path.join(output_dir, "worker.json"), self.record(started))
         return scores
 
     def record(self, started: float) -> EvalWorkerRecord:
@@ -133,9 +134,9 @@ class EvalPool:
                        output_dir: str, base_responses: str | None = None) -> list[BenchmarkScore]:
         import asyncio
 
-        if ex.is_scored(output_dir):
+        if os.path.exists(os.path.join(output_dir, SCORES)):
             self.answered_from_disk += 1
-            return ex.read_scores(output_dir)
+            return read_json(os.path.join(output_dir, SCORES))
         task = self._running.get(output_dir)
         if task is None:  # the same model asked for twice (a retried trial) is evaluated once; both get its scores
             task = asyncio.ensure_future(self._dispatch(adapter_path, step, samples, output_dir, base_responses))

@@ -23,12 +23,12 @@ What it does not guarantee
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from distill_ray.files import InputError, iter_jsonl
 from distill_ray.pinned import MATH500_FILE, MBPPPLUS_FILE, PinnedFile, fetch_pinned
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceError
 from distill_ray.records import Problem
@@ -45,22 +45,15 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         import pyarrow.parquet as pq
 
         return list(enumerate(pq.read_table(path).to_pylist(), 1))
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        text = handle.read()
-    if name.endswith(".json") and text.lstrip().startswith("["):
-        data = json.loads(text)
-        return list(enumerate(data, 1))
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ProblemSourceError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-        rows.append((lineno, row))
-    return rows
+    if name.endswith(".json"):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        if text.lstrip().startswith("["):
+            return list(enumerate(json.loads(text), 1))
+    try:
+        return list(iter_jsonl(path))
+    except InputError as exc:  # the loaders' callers catch ProblemSourceError; same file:line: reason message
+        raise ProblemSourceError(str(exc)) from None
 
 
 def _require(path: Path, lineno: int, row: Any, fields: tuple[str, ...]) -> None:

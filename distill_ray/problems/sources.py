@@ -34,16 +34,15 @@ What it does not guarantee
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import heapq
-import json
 import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from distill_ray.files import InputError, iter_jsonl
 from distill_ray.problems.pool_cache import LoadedSource, pool_cache_file, read_pool_cache, write_pool_cache
 from distill_ray.problems.rows import Invalid, get_field, to_problem
 from distill_ray.problems.schema import ProblemSourceConfig, ProblemSourceError, check_domain_mapping
@@ -206,22 +205,11 @@ def _expand_paths(source: ProblemSourceConfig, suffixes: tuple[str, ...]) -> lis
 
 def _iter_jsonl(source: ProblemSourceConfig) -> Iterator[tuple[dict, list[str] | None, str]]:
     for path in _expand_paths(source, (".jsonl", ".jsonl.gz", ".json")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ProblemSourceError(
-                        f"problem source {source.label()}: {path}:{lineno}: invalid JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise ProblemSourceError(
-                        f"problem source {source.label()}: {path}:{lineno}: a row must be a JSON object"
-                    )
+        try:
+            for lineno, row in iter_jsonl(path):
                 yield row, None, f"{path}:{lineno}"
+        except InputError as exc:
+            raise ProblemSourceError(f"problem source {source.label()}: {exc}") from None
 
 
 def _iter_parquet(source: ProblemSourceConfig) -> Iterator[tuple[dict, list[str] | None, str]]:

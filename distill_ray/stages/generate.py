@@ -35,8 +35,7 @@ class TooManyFailures(RuntimeError):
 def generation_done(marker: str) -> bool:
     if not os.path.exists(marker):
         return False
-    with open(marker, encoding="utf-8") as handle:
-        return bool(json.load(handle).get("complete", True))
+    return bool(ex.read_json(marker).get("complete", True))
 
 
 def record_generation(marker: str, summary: dict) -> None:
@@ -49,11 +48,7 @@ def record_generation(marker: str, summary: dict) -> None:
             f"{os.path.dirname(marker)}: {summary.get('transient_failures')} of {summary.get('rows')} rows failed for "
             f"transient reasons (failure reasons: {json.dumps(reasons)}); run again (`--resume` for a sweep){hint}: "
             "only they are sent again, nothing stored is paid twice")
-    os.makedirs(os.path.dirname(marker) or ".", exist_ok=True)
-    tmp = f"{marker}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1, default=str)
-    os.replace(tmp, marker)
+    ex.write_json(marker, summary)
 
 
 def failure_share(summary: dict) -> float:
@@ -68,11 +63,10 @@ def failure_share(summary: dict) -> float:
 
 def check_trainable(exp_dir: str, teacher: str, domain: str, max_failure_share: float) -> None:
     """TooManyFailures when the (teacher, domain)'s permanent failures exceed `max_failure_share` of its rows."""
-    marker = os.path.join(ex.traces_dir(exp_dir, teacher, domain), "generated.json")
+    marker = ex.generated_file(exp_dir, teacher, domain)
     if not os.path.exists(marker):
         return
-    with open(marker, encoding="utf-8") as handle:
-        summary = json.load(handle)
+    summary = ex.read_json(marker)
     share = failure_share(summary)
     if share > max_failure_share:
         reasons = {k: v for k, v in (summary.get("failure_reasons") or {}).items() if k != "truncated"}
@@ -88,11 +82,10 @@ def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, doma
     """Raw traces of one (teacher, domain) under traces/<teacher>/<domain>/raw; resumable, never pays twice."""
     from distill_ray.teacher import generate_traces
 
-    folder = ex.traces_dir(exp_dir, teacher_name, domain)
-    marker = os.path.join(folder, "generated.json")
+    marker = ex.generated_file(exp_dir, teacher_name, domain)
     if generation_done(marker):
         return ex.read_json(marker)
-    summary = generate_traces(problems, teacher_name, teacher, os.path.join(folder, "raw"),
+    summary = generate_traces(problems, teacher_name, teacher, ex.raw_traces_dir(exp_dir, teacher_name, domain),
                               cache_dir=ex.cache_dir(exp_dir, "teacher"))
     record_generation(marker, summary)  # only a complete stage is marked done; else GenerationIncomplete
     return summary

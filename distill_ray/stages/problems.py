@@ -42,13 +42,13 @@ def prepare_problems(sweep: SweepConfig, exp_dir: str, domain: str,
 
     folder = ex.problems_dir(exp_dir, domain)
     if ex.is_done(folder):
-        return ex.read_jsonl(os.path.join(folder, "problems.jsonl"))
+        return ex.read_jsonl(ex.problems_file(exp_dir, domain))
     config = sweep.domains[domain]
     kept, summary = read_and_clean(config.source, config.verifier, benchmarks,
                                    cache_dir=ex.cache_dir(exp_dir, "problems"),
                                    decontamination=sweep.decontamination.settings(),
-                                   report_path=os.path.join(folder, "contamination.json"))
-    ex.write_jsonl(os.path.join(folder, "problems.jsonl"), kept)
+                                   report_path=ex.contamination_file(exp_dir, domain))
+    ex.write_jsonl(ex.problems_file(exp_dir, domain), kept)
     ex.mark_done(folder, summary)
     log(f"problems[{domain}]: {summary.get('rows_read')} read, {len(kept)} kept, dropped {summary.get('dropped')}")
     return kept

@@ -30,16 +30,17 @@ def verify_traces(exp_dir: str, teacher_name: str, domain: str, problems: list[P
     folder = ex.traces_dir(exp_dir, teacher_name, domain)
     if ex.is_done(folder) and not force:
         return ex.read_done(folder)
-    generated = os.path.join(folder, "generated.json")
+    generated = ex.generated_file(exp_dir, teacher_name, domain)
     if not os.path.exists(generated):
         raise FileNotFoundError(f"{folder}: no generated traces yet (run `distill-ray generate` first)")
-    traces = read_traces(os.path.join(folder, "raw"))  # parts (Ray Data) or one file, newest row of each wins
+    # parts (Ray Data) or one file, newest row of each wins
+    traces = read_traces(ex.raw_traces_dir(exp_dir, teacher_name, domain))
     by_id = {p["id"]: p for p in problems}
     answered = [t for t in traces if t["status"] == "ok" and t["problem_id"] in by_id]
     rows = [{**t, "answer": by_id[t["problem_id"]]["answer"], "tests": by_id[t["problem_id"]]["tests"]}
             for t in answered]
     verified = judge_rows(rows, allow_network_risk=allow_network_risk, strict_boxes=strict_boxes)
-    ex.write_jsonl(os.path.join(folder, "verified.jsonl"), verified)
+    ex.write_jsonl(ex.verified_file(exp_dir, teacher_name, domain), verified)
     stats = trace_statistics(verified)
     key = next(iter(stats)) if stats else None
     result = TracesDone(generation=ex.read_json(generated), statistics=stats.get(key, {}) if key else {},
@@ -63,7 +64,7 @@ def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: st
 
 def training_examples(exp_dir: str, teacher: str, domain: str, policy: str = "drop") -> list[TrainExample]:
     """Verified, passing traces of a (teacher, domain) as training examples; truncated ones per the teacher's policy."""
-    rows = ex.read_jsonl(os.path.join(ex.traces_dir(exp_dir, teacher, domain), "verified.jsonl"))
+    rows = ex.read_jsonl(ex.verified_file(exp_dir, teacher, domain))
     keep = [r for r in rows if r["verdict"] == "pass" and (policy == "keep" or not r.get("truncated"))]
     return [TrainExample(id=f"{r['problem_id']}#{r['sample_index']}", prompt=r["prompt"], response=r["text"])
             for r in keep]

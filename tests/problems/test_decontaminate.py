@@ -15,6 +15,7 @@ from distill_ray.problems.decontaminate import ContaminationIndex, Decontaminati
 from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
+from distill_ray.report.data import contamination_audits
 from distill_ray.stages.problems import prepare_benchmarks
 from distill_ray.stages.problems import prepare_problems as prepare_problems_of_sweep
 
@@ -134,7 +135,7 @@ def test_the_builtin_sweeps_keep_their_problem_counts(tmp_path, sweep_file, coun
         audit = json.loads((tmp_path / "problems" / domain / "contamination.json").read_text())
         assert audit["dropped"]["contaminated"] == 0
         assert audit["contamination"]["settings"] == sweep.decontamination.settings().as_dict()
-    lines = contamination_section(str(tmp_path))
+    lines = contamination_section(contamination_audits(str(tmp_path)))
     assert "| math | mini-math | " + str(len(benchmarks["mini-math"])) + " | 0 | 0 |" in lines
 
 
@@ -151,11 +152,11 @@ def test_the_audit_file_names_rule_score_and_rows_per_benchmark_and_renders(tmp_
     short = audit["by_item"]["math500"]["short"]
     assert short == [{"row": "copy", "segment": "problem", "rule": "ngram", "score": 1.0}]
     assert [(m["row"], m["rule"]) for m in audit["by_item"]["math500"]["mid"]] == [("edit", "edit")]
-    lines = contamination_section(str(tmp_path))
+    lines = contamination_section(contamination_audits(str(tmp_path)))
     assert lines[0] == "## Decontamination" and any("word 6-gram coverage >= 0.6" in line for line in lines)
     assert "| math | math500 | 3 | 2 | 2 |" in lines
     assert any(line.startswith("- math500 short: copy: ngram 1.00") for line in lines)
-    assert contamination_section(str(tmp_path / "nothing")) == []
+    assert contamination_section(contamination_audits(str(tmp_path / "nothing"))) == []
 
 
 def test_the_sweep_section_is_strict_and_reaches_the_settings(tmp_path):
