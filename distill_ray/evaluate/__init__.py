@@ -25,7 +25,7 @@ from typing import Any
 
 from distill_ray.benchmarks import BENCHMARKS, get_benchmark
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, StudentConfig
-from distill_ray.evaluate.backends import Generation
+from distill_ray.evaluate.backends import Generation, GenerationEngine
 from distill_ray.files import read_json, write_text
 from distill_ray.records import BenchmarkScore, EvalItem, Problem
 from distill_ray.stats import wilson_interval
@@ -79,7 +79,7 @@ def summarise(benchmark: str, items: list[dict[str, Any]], *, step: int, samples
     )
 
 
-def make_engine(student: StudentConfig, evaluation: EvaluationConfig) -> Any:
+def make_engine(student: StudentConfig, evaluation: EvaluationConfig) -> GenerationEngine:
     """A loaded generation engine for `student` that evaluates any of its adapters, one call at a time."""
     from distill_ray.evaluate.actors import EvalEngine
 
@@ -97,13 +97,13 @@ def evaluate_checkpoint(
     samples: int,
     output_dir: str | None = None,
     allow_network_risk: bool = False,
-    engine: Any | None = None,
+    engine: GenerationEngine | None = None,
     base_responses: str | list[dict[str, Any]] | None = None,
 ) -> list[BenchmarkScore]:
     """Generate greedily on every benchmark and score; writes responses.jsonl and scores.json when output_dir is set.
 
     A finished evaluation (scores.json present) is read back instead of recomputed, so resumed sweeps never redo one.
-    Pass an `engine` (from `make_engine`, or anything with the same `generate`/`generate_with_info`) to evaluate many
+    Pass an `engine` (from `make_engine`, or any `backends.GenerationEngine`) to evaluate many
     checkpoints on one loaded base model. `base_responses` (the base model's responses.jsonl path or rows) turns on
     the adapter-parity check: a checkpoint whose greedy responses equal the base model's on >= 98% of the shared
     items raises `AdapterParityError` naming it, and nothing is written.
@@ -134,14 +134,10 @@ def evaluate_checkpoint(
     return scores
 
 
-def generate_with_info(engine: Any, prompts: list[str], *, max_new_tokens: int,
+def generate_with_info(engine: GenerationEngine, prompts: list[str], *, max_new_tokens: int,
                        adapter_path: str | None) -> list[Generation]:
-    """Responses with their finish reason and token count; an engine with only `generate` (a duck-typed one) gives
-    None for both."""
-    if hasattr(engine, "generate_with_info"):
-        return engine.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-    texts = engine.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-    return [Generation(text, None, None) for text in texts]
+    """Responses with their finish reason and token count (backends.GenerationEngine)."""
+    return engine.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
 
 
 def eval_item(benchmark: str, problem_id: str, generation: Generation, item: dict[str, Any]) -> EvalItem:
