@@ -7,7 +7,8 @@
 The judging itself is `verify.batch.judge_rows` (in this process, or Ray Data above a size). The stage's marker is
 traces/<teacher>/<domain>/done.json (records.TracesDone), written last.
 
-Not guaranteed: any order of verified.jsonl beyond the raw traces' read order.
+Not guaranteed: any order of verified.jsonl beyond the raw traces' read order (which follows Ray Data's part
+files); `training_examples` sorts, so what a trial trains on does not depend on it.
 """
 
 from __future__ import annotations
@@ -63,8 +64,12 @@ def verify_stage(sweep: SweepConfig, exp_dir: str, teacher_name: str, domain: st
 
 
 def training_examples(exp_dir: str, teacher: str, domain: str, policy: str = "drop") -> list[TrainExample]:
-    """Verified, passing traces of a (teacher, domain) as training examples; truncated ones per the teacher's policy."""
+    """Verified, passing traces of a (teacher, domain) as training examples, sorted by (problem id, sample index);
+    truncated ones per the teacher's policy."""
     rows = ex.read_jsonl(ex.verified_file(exp_dir, teacher, domain))
     keep = [r for r in rows if r["verdict"] == "pass" and (policy == "keep" or not r.get("truncated"))]
+    # verified.jsonl follows the raw traces' read order, which depends on Ray Data's part-file names; training's
+    # seeded shuffle must start from an order that depends on the traces alone.
+    keep.sort(key=lambda r: (str(r["problem_id"]), int(r["sample_index"])))
     return [TrainExample(id=f"{r['problem_id']}#{r['sample_index']}", prompt=r["prompt"], response=r["text"])
             for r in keep]
