@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from distill_ray.files import InputError
+from distill_ray.files import InputError, write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +53,7 @@ def score_main(argv: list[str]) -> int:
         print("error: %s" % exc, file=sys.stderr)
         return 3
     report["summary"]["seconds"] = round(time.monotonic() - started, 3)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=1)
+    write_text(args.output, json.dumps(report, indent=1))
     print(json.dumps({"benchmark": args.benchmark, **{k: v for k, v in report["summary"].items()
                                                      if not isinstance(v, dict)}}))
     return 0
