@@ -53,6 +53,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         plan["train_memory"], memory_lines = memory_table(sweep, plan["placement"], cluster)
         print(placement_table(plan["placement"]), file=sys.stderr)
         print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
+        if cluster is not None:
+            from distill_ray.train.host_memory import host_memory_problems, host_memory_table, node_host_memory
+
+            plan["host_memory"] = node_host_memory(sweep, plan["placement"], cluster)
+            print("\nestimated host memory per node (GiB; train.host_memory)", *host_memory_table(plan["host_memory"]),
+                  sep="\n", file=sys.stderr)
+            if problems := host_memory_problems(plan["host_memory"]):
+                print(f"distill-ray: error: {args.sweep}: {'; '.join(problems)} (cluster file {args.cluster})",
+                      file=sys.stderr)
+                return 2
         print(json.dumps(plan, indent=2))
         return 0
     if args.cluster:
