@@ -6,18 +6,22 @@
 
 What a rank holds at load follows the load path of train.core.load_base_for_training at the pinned libraries
 (transformers 5.16-5.19, DeepSpeed 0.19.8):
-- ZeRO-3: every rank reads every checkpoint shard into one CPU state dict (checkpoint_state_dict, in the checkpoint's
-  dtype), builds the fused expert tensors of an MoE checkpoint stored per expert (fused_experts; the per-expert
-  tensors stay referenced until the load ends), and holds its partition of the model (on the CPU only when training
-  on the CPU) plus one gathered module while rank 0 copies the weights in;
-- ZeRO-0/2: every rank materialises the whole model in the compute dtype (model_on_host) before moving it to its
-  device (fused experts built per layer as it goes).
-While training a rank holds its runtime and, on rank 0 at a checkpoint, the gathered adapter and its optimizer
-partition on their way to disk. runtime_gib is a planning figure per rank (Python, torch, the CUDA/NCCL host side,
-DeepSpeed, the Ray worker), not a measurement; the head's processes likewise.
+- ZeRO-3: every rank maps every checkpoint shard into one CPU state dict (safetensors tensors are views of the
+  memory-mapped file: checkpoint_mapped, in every rank's resident set but one copy of page cache per node), builds
+  the fused expert tensors of an MoE checkpoint stored per expert (fused_experts, private to the rank, alive until
+  the load ends; conversion_transient: one layer's gate and up stacks before they are concatenated), and holds its
+  partition of the model (on the CPU only when training on the CPU) plus one gathered layer while rank 0 copies the
+  weights in;
+- ZeRO-0/2: every rank maps the checkpoint and materialises the whole model in the compute dtype (model_on_host)
+  before moving it to its device.
+A node's load is its ranks' private memory plus one mapped checkpoint. While training a rank holds its runtime and,
+on rank 0 at a checkpoint, the gathered adapter and its optimizer partition on their way to disk. runtime_gib is a
+planning figure per rank (Python, torch, the CUDA/NCCL host side, DeepSpeed, the Ray worker), not a measurement;
+the head's processes likewise.
 
-Not guaranteed: the page cache (checkpoint files, the memory-mapped dataset) is not counted: it is shared and
-reclaimable. Evaluation actors (vLLM) are not counted here. Checked on CPU against a measured load of a small MoE
+Not guaranteed: the memory-mapped dataset's page cache is not counted (shared and reclaimable; ~0.3 GiB for the
+seed). A fixed ~14 MiB per rank of load machinery is not counted either (measured on a 2-layer MoE). Evaluation
+actors (vLLM) are not counted here. Checked on CPU against a measured load of a small MoE
 with 2 ZeRO-3 workers (tests/train/test_host_memory.py states the tolerance); not measured on a GPU node.
 """
 
@@ -56,7 +60,8 @@ def checkpoint_dtype_bytes(model: str) -> int:
 
 def estimate_load_host_memory(student, *, device: str = "cuda", world: int | None = None) -> dict[str, Any]:
     """Per-rank host memory (GiB) while `student`'s base model loads for training, by component, `total_gib`, and
-    `model_gib` (everything but the runtime: what a load adds to a running process). Raises UnknownShapeError
+    `model_gib` (everything but the runtime: what a load adds to a running process's resident set), and
+    `shared_per_node_gib` (the mapped checkpoint, one copy per node whatever the ranks). Raises UnknownShapeError
     (train.memory) for a model without a known shape."""
     s = model_shape(student.model)
     world = world or student.num_workers
@@ -65,20 +70,22 @@ def estimate_load_host_memory(student, *, device: str = "cuda", world: int | Non
     stored = checkpoint_dtype_bytes(student.model)
     base, _, layer = parameter_counts(s, student.lora)
     experts = s["layers"] * s["experts"] * 3 * s["hidden"] * s["expert_intermediate"]
+    mapped = base * stored / GIB
     if student.deepspeed_stage == 3:
         components = {
-            "checkpoint_state_dict_gib": base * stored / GIB,
+            "checkpoint_mapped_gib": mapped,
             "fused_experts_gib": experts * stored / GIB,
+            "conversion_transient_gib": (2 / 3) * experts / max(1, s["layers"]) * stored / GIB,
             "partition_gib": 0.0 if on_gpu else base * compute / world / GIB,
-            "gathered_module_gib": 0.0 if on_gpu else layer * compute / GIB,
+            "gathered_layer_gib": 0.0 if on_gpu else layer * compute / GIB,
         }
     else:
-        components = {"model_on_host_gib": base * compute / GIB}
+        components = {"checkpoint_mapped_gib": mapped, "model_on_host_gib": base * compute / GIB}
     model_gib = sum(components.values())
     components["runtime_gib"] = RUNTIME_GIB_PER_RANK if on_gpu else 0.0
     return {"model": student.model, "device": device, "world": world, "deepspeed_stage": student.deepspeed_stage,
             "checkpoint_bytes_per_parameter": stored, "components": components, "model_gib": model_gib,
-            "total_gib": sum(components.values())}
+            "total_gib": sum(components.values()), "shared_per_node_gib": mapped}
 
 
 def estimate_training_host_memory(student, *, world: int | None = None) -> dict[str, Any]:
@@ -117,7 +124,7 @@ def node_host_memory(sweep, rows: list[dict[str, Any]], cluster: dict[str, dict[
             continue
         ranks = _ranks_per_node(row["asks"], node, student.num_workers)
         ram = INSTANCE_RAM_GIB[node["instance_type"]]
-        at_load = ranks * load["total_gib"]
+        at_load = ranks * (load["total_gib"] - load["shared_per_node_gib"]) + load["shared_per_node_gib"]
         # ranks other than 0 hold only their runtime while training; rank 0 adds the checkpoint's copies
         training = (ranks - 1) * RUNTIME_GIB_PER_RANK + train["total_gib"]
         out.append({"node_type": node_type, "instance_type": node["instance_type"], "what": f"{name} x {ranks} ranks",
@@ -165,5 +172,6 @@ def host_memory_table(nodes: list[dict[str, Any]]) -> list[str]:
     for n in nodes:
         if n["student"]:
             parts = ", ".join(f"{k.removesuffix('_gib')} {v:.1f}" for k, v in n["per_rank_load"]["components"].items())
-            lines.append(f"  {n['student']}: per rank at load {n['per_rank_load']['total_gib']:.1f} GiB ({parts})")
+            lines.append(f"  {n['student']}: per rank at load {n['per_rank_load']['total_gib']:.1f} GiB ({parts}; "
+                         "the mapped checkpoint is one copy per node)")
     return lines
