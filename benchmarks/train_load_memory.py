@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 _ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0", "OMP_NUM_THREADS": "1"}
 GIB = 1024**3
@@ -99,7 +100,9 @@ def _worker(args: argparse.Namespace) -> None:
         dist.barrier()
     before = _rss()
     _reset_peak_rss()
+    start = time.perf_counter()
     model, keep = load_base_for_training(student, torch.float32, "sdpa", config if zero3 else None)
+    seconds = time.perf_counter() - start
     peak = _peak_rss()
     checksum = None
     if zero3:
@@ -111,7 +114,7 @@ def _worker(args: argparse.Namespace) -> None:
             checksum = float(experts.float().norm())
         dist.barrier()
     print(json.dumps({"rank": args.rank, "before_gib": before / GIB, "peak_gib": peak / GIB,
-                      "load_gib": (peak - before) / GIB, "expert_norm": checksum}), flush=True)
+                      "load_gib": (peak - before) / GIB, "load_s": seconds, "expert_norm": checksum}), flush=True)
     del model, keep
     if zero3:
         dist.destroy_process_group()
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
             "benchmark": "train_load_memory", "world": args.world, "checkpoint_mib": sum(
                 os.path.getsize(os.path.join(model, f)) for f in os.listdir(model) if f.endswith(".safetensors"))
             / 2**20, "planned_gib": plan["model_gib"], "plan": plan["components"],
-            "measured_gib_per_rank": [r["load_gib"] for r in ranks],
+            "measured_gib_per_rank": [r["load_gib"] for r in ranks], "load_s_per_rank": [r["load_s"] for r in ranks],
             "expert_norm_loaded": ranks[0]["expert_norm"], "expert_norm_checkpoint": _expected_norm(model),
         }
         summary["ratio_planned_to_measured"] = [plan["model_gib"] / r["load_gib"] for r in ranks]
