@@ -13,7 +13,9 @@ at once (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) so that freed-but-kept 
 
 Side by side, `--compare-plain` measures what a user without ZeRO-3 would write: one process calling
 from_pretrained on the same folder (the whole model materialised once), against the plan's model_on_host figure.
-The last stdout line is JSON.
+`--stream` measures a leaner ZeRO-3 load a user could write from transformers 5.19's internals (one decoder layer
+of the checkpoint at a time through its own ZeRO-3 loader; `_stream_zero3_load`), which the pinned libraries do not
+offer as an option. The last stdout line is JSON.
 
 Not guaranteed: a GPU node's figures (there the partitions live on the GPUs; the plan counts them so); page cache
 is not in the resident peak of an anonymous copy but is in that of a memory-mapped read, so a transformers release
@@ -101,7 +103,10 @@ def _worker(args: argparse.Namespace) -> None:
     before = _rss()
     _reset_peak_rss()
     start = time.perf_counter()
-    model, keep = load_base_for_training(student, torch.float32, "sdpa", config if zero3 else None)
+    if args.stream:
+        model, keep = _stream_zero3_load(args.model, config)
+    else:
+        model, keep = load_base_for_training(student, torch.float32, "sdpa", config if zero3 else None)
     seconds = time.perf_counter() - start
     peak = _peak_rss()
     checksum = None
@@ -120,17 +125,56 @@ def _worker(args: argparse.Namespace) -> None:
         dist.destroy_process_group()
 
 
+def _stream_zero3_load(folder: str, config: dict):
+    """What a careful user could write instead (not the project's load path; it calls transformers 5.19 internals):
+    build the model under zero.Init without initialising it, then hand transformers' own ZeRO-3 loader
+    (integrations.deepspeed._load_state_dict_into_zero3_model, with the model's weight-conversion mapping) one
+    decoder layer of the memory-mapped checkpoint at a time, so only one layer's fused experts exist at once."""
+    import re
+
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import initialization as hf_init
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations.deepspeed import _load_state_dict_into_zero3_model
+    from transformers.modeling_utils import LoadStateDictConfig
+
+    keep = HfDeepSpeedConfig(config)
+    with hf_init.no_init_weights():
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=torch.float32)
+    load_config = LoadStateDictConfig(weight_mapping=get_model_conversion_mapping(model, None, None),
+                                      dtype=torch.float32)
+    expected, loaded = set(model.state_dict()), set()
+    with safe_open(os.path.join(folder, "model.safetensors"), framework="pt") as handle:
+        layers: dict[int, list[str]] = {}
+        for key in handle.keys():
+            match = re.match(r"model\.layers\.(\d+)\.", key)
+            layers.setdefault(int(match.group(1)) if match else -1, []).append(key)
+        for layer in sorted(layers):
+            errors, missing = _load_state_dict_into_zero3_model(
+                model, {key: handle.get_tensor(key) for key in layers[layer]}, load_config)
+            if errors:
+                raise RuntimeError(f"layer {layer}: {errors}")
+            loaded |= expected - set(missing)
+    if expected - loaded:
+        raise RuntimeError(f"not loaded: {sorted(expected - loaded)[:5]}")
+    return model, keep
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _run_workers(model: str, world: int) -> list[dict]:
+def _run_workers(model: str, world: int, stream: bool = False) -> list[dict]:
     port = _free_port()
     count = max(1, world)
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--rank", str(rank),
-                               "--world", str(world), "--port", str(port), "--model", model],
+                               "--world", str(world), "--port", str(port), "--model", model,
+                               *(["--stream"] if stream else [])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, **_ENV, "RANK": str(rank), "LOCAL_RANK": str(rank),
                                    "WORLD_SIZE": str(count), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -173,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--moe-intermediate", type=int, default=384)
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--compare-plain", action="store_true")
+    parser.add_argument("--stream", action="store_true", help="also measure a per-layer streaming ZeRO-3 load")
     parser.add_argument("--model", help="an existing checkpoint folder (with --worker, or instead of building one)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -197,6 +242,11 @@ def main(argv: list[str] | None = None) -> dict:
             "expert_norm_loaded": ranks[0]["expert_norm"], "expert_norm_checkpoint": _expected_norm(model),
         }
         summary["ratio_planned_to_measured"] = [plan["model_gib"] / r["load_gib"] for r in ranks]
+        if args.stream:
+            streamed = _run_workers(model, args.world, stream=True)
+            summary.update(streamed_gib_per_rank=[r["load_gib"] for r in streamed],
+                           streamed_load_s_per_rank=[r["load_s"] for r in streamed],
+                           streamed_expert_norm=streamed[0]["expert_norm"])
         if args.compare_plain:
             plain = _run_workers(model, 0)[0]
             plain_plan = estimate_load_host_memory(_student(model, 0), device="cpu", world=1)
