@@ -33,6 +33,7 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from distill_ray.planning import (
         PlacementError,
+        host_memory_plan,
         load_cluster,
         memory_table,
         placement,
@@ -55,12 +56,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(placement_table(plan["placement"]), file=sys.stderr)
         print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
         if cluster is not None:
-            from distill_ray.train.host_memory import host_memory_problems, host_memory_table, node_host_memory
-
-            plan["host_memory"] = node_host_memory(sweep, plan["placement"], cluster)
-            print("\nestimated host memory per node (GiB; train.host_memory)", *host_memory_table(plan["host_memory"]),
-                  sep="\n", file=sys.stderr)
-            if problems := host_memory_problems(plan["host_memory"]):
+            plan["host_memory"], host_lines, problems = host_memory_plan(sweep, plan["placement"], cluster)
+            print("\nestimated host memory per node (GiB; train.host_memory)", *host_lines, sep="\n", file=sys.stderr)
+            if problems:
                 print(f"distill-ray: error: {args.sweep}: {'; '.join(problems)} (cluster file {args.cluster})",
                       file=sys.stderr)
                 return 2

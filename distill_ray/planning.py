@@ -260,6 +260,18 @@ def memory_table(sweep: SweepConfig, rows: list[dict[str, Any]],
     return estimates, format_memory_rows(estimates, gpu_gib)
 
 
+def host_memory_plan(sweep: SweepConfig, rows: list[dict[str, Any]],
+                     cluster: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Host memory per node type (train.host_memory) for the placement `rows`: (per node, table lines, one message
+    per node type that cannot hold it)."""
+    from distill_ray.sweep import grid_trials
+    from distill_ray.train.host_memory import host_memory_problems, host_memory_table, node_host_memory
+
+    drivers = sweep.max_concurrent_trials or len(grid_trials(sweep))
+    nodes = node_host_memory(dict(sweep.students), rows, cluster, drivers)
+    return nodes, host_memory_table(nodes), host_memory_problems(nodes)
+
+
 def placement_table(rows: list[dict[str, Any]]) -> str:
     """The placement as a fixed-width text table (what --dry-run prints to stderr)."""
     lines = [f"{'stage':<9} {'actor':<58} {'n':>3}  {'asks':<44} {'GiB/GPU':>7}  node type"]

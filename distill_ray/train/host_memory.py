@@ -2,7 +2,7 @@
 
     from distill_ray.train.host_memory import estimate_load_host_memory, node_host_memory
     est = estimate_load_host_memory(sweep.students["qwen3-30b-a3b"])       # per rank, GiB by component
-    rows = node_host_memory(sweep, placement_rows, load_cluster("cluster.yaml"))  # per node type, against its RAM
+    rows = node_host_memory(sweep.students, placement_rows, load_cluster("cluster.yaml"), trial_drivers=8)
 
 What a rank holds at load follows the load path of train.core.load_base_for_training at the pinned libraries
 (transformers 5.16-5.19, DeepSpeed 0.19.8):
@@ -27,10 +27,10 @@ with 2 ZeRO-3 workers (tests/train/test_host_memory.py states the tolerance); no
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
+from distill_ray.files import read_json
 from distill_ray.train.memory import GIB, model_shape, parameter_counts
 
 # Memory of each instance type in GiB (AWS's published instance specifications), and the share a plan may use: the
@@ -52,8 +52,7 @@ def checkpoint_dtype_bytes(model: str) -> int:
         return 4
     config = os.path.join(model, "config.json")
     if os.path.isfile(config):
-        with open(config, encoding="utf-8") as handle:
-            cfg = json.load(handle)
+        cfg = read_json(config)
         return 4 if str(cfg.get("dtype") or cfg.get("torch_dtype") or "bfloat16") == "float32" else 2
     return 2
 
@@ -104,9 +103,11 @@ def _ranks_per_node(asks: dict[str, float], node: dict[str, Any], workers: int) 
     return int(max(1, min(workers, slots)))
 
 
-def node_host_memory(sweep, rows: list[dict[str, Any]], cluster: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per node type that hosts something: host memory at load and while training against its usable RAM. `rows` are
-    planning.placement's rows (a train group is planned on the first node type that can host it)."""
+def node_host_memory(students: dict[str, Any], rows: list[dict[str, Any]], cluster: dict[str, dict[str, Any]],
+                     trial_drivers: int) -> list[dict[str, Any]]:
+    """Per node type that hosts something: host memory at load and while training against its usable RAM.
+    `students` maps names to student configs, `rows` are planning.placement's rows (a train group is planned on the
+    first node type that can host it), `trial_drivers` the concurrent trial drivers on the head."""
     from distill_ray.train.memory import UnknownShapeError
 
     out: list[dict[str, Any]] = []
@@ -114,7 +115,7 @@ def node_host_memory(sweep, rows: list[dict[str, Any]], cluster: dict[str, dict[
         name = row.get("student")
         if row.get("stage") != "train" or not name or not row.get("node_types"):
             continue
-        student = sweep.students[name]
+        student = students[name]
         node_type = row["node_types"][0]
         node = cluster[node_type]
         try:
@@ -133,19 +134,13 @@ def node_host_memory(sweep, rows: list[dict[str, Any]], cluster: dict[str, dict[
                     "per_rank_training": train})
     for node_type, node in cluster.items():
         if node["head"]:
-            drivers = sweep.max_concurrent_trials or len(_trials(sweep))
+            drivers = trial_drivers
             gib = HEAD_RUNTIME_GIB + drivers * TRIAL_DRIVER_GIB
             ram = INSTANCE_RAM_GIB[node["instance_type"]]
             out.append({"node_type": node_type, "instance_type": node["instance_type"],
                         "what": f"head + {drivers} trial drivers", "student": None, "ranks": 0, "ram_gib": ram,
                         "usable_gib": ram * USABLE_RAM_FRACTION, "load_gib": gib, "training_gib": gib})
     return out
-
-
-def _trials(sweep) -> list[dict]:
-    from distill_ray.sweep import grid_trials
-
-    return grid_trials(sweep)
 
 
 def host_memory_problems(nodes: list[dict[str, Any]]) -> list[str]:
