@@ -48,6 +48,7 @@ from typing import Any
 
 from distill_ray.config import TeacherConfig
 from distill_ray.records import Problem
+from distill_ray.teacher.batch import open_ledgers, run_batch_mode, settle_batches
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
     STOP_REASONS,
@@ -394,10 +395,12 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             ray_mode = ray.is_initialized()
         except ImportError:
             ray_mode = False
-    streaming = ray_mode and pipeline == "data" and not dry_run
+    streaming = ray_mode and pipeline == "data" and not dry_run and teacher.mode == "online"
     out_path = os.path.join(output_dir, OUTPUT_FILE)
     ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(output_dir, spec["model"], light=streaming)
+    # batches an earlier run submitted are settled first: their requests are never sent again (batch.py)
+    settled = 0 if dry_run else settle_batches(spec, cache_dir, ns, progress_stream or sys.stderr)
     cache = ResponseCache(cache_dir, ns).load()
     spent_before = paid_in_cache(cache)
     spec["spent_before_usd"] = spent_before
@@ -405,6 +408,9 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     del cache  # the records needed are in done_rows and items now
     plan = plan_generation(problems, teacher, skip=len(done_rows))
     plan["spent_before_usd"] = round(spent_before, 6)
+    plan["mode"] = teacher.mode
+    plan["est_cost_usd_batch"] = round(plan["est_cost_usd"] * teacher.batch.price_factor, 6)
+    plan["open_batches"] = len(open_ledgers(cache_dir, ns))
     if teacher.max_cost_usd is not None:
         plan["budget_left_usd"] = round(max(0.0, teacher.max_cost_usd - spent_before), 6)
     if on_plan is not None:
@@ -417,6 +423,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "failure_reasons": {}, "permanent_failures": 0, "transient_failures": 0, "complete": False,
         "spent_before_usd": round(spent_before, 8), "ledger_total_usd": round(spent_before, 8),
         "key_usage_start_usd": None, "key_usage_end_usd": None, "probe": None,
+        "mode": teacher.mode, "batches_settled_at_start": settled,
     }
     if dry_run:
         info = None
@@ -476,7 +483,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             from_cache += new_cached
             snapshots.append(snapshot)
     elif items:
-        runner = _run_ray if ray_mode else _run_local
+        runner = run_batch_mode if teacher.mode == "batch" else _run_ray if ray_mode else _run_local
         new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event, limiter)
         snapshots.append(snapshot)
     snapshot = _merge_snapshots(snapshots)

@@ -1,0 +1,575 @@
+"""Batch mode of the generate stage: a teacher's requests through its provider's batch endpoint, at batch prices.
+
+    provider = OpenRouterBatches(base_url, api_key)
+    runner = BatchRunner(teacher, cache_dir, ns, provider, stream=sys.stderr)
+    runner.settle()                     # finish every batch an earlier (killed) run submitted; answers into the cache
+    rows, snapshot = runner.run(items)  # the rest: sized batches, polled with backoff; one Trace row per sample
+
+Nothing is paid twice. Each batch has a ledger, `<cache dir>/batches/<namespace>/<tag>.json`, written atomically
+(fsync'ed, directory too) *before* the POST, with the client-side tag that the batch also carries in its `metadata`;
+the batch id is written the instant the POST returns. A driver killed anywhere resumes with `settle()`: a ledger with
+an id is polled; one without (killed during the POST) is looked up among the provider's batches by its tag, and only
+when no batch has that tag are its requests free again. `generate_traces` settles before it reads the cache for work,
+so a request in a submitted batch is never sent again, by another batch or online.
+
+Answers are judged by the online rules (`answers.classify_choice`, `parse_message`: reasoning captured, errors inside
+results, permanent failures kept with their reason) and stored in the same response cache under the same keys, so
+the trace files cannot tell the modes apart (`cost_source` is "provider" or "price_table_batch"). A request that
+failed transiently (an `error` result, a non-trace answer, no result in an expired batch) goes into a later batch, up
+to `batch.max_rounds` batches; then its row fails with that reason and a re-run retries it.
+
+`max_cost_usd`: a batch is submitted only if its worst case (every request's `max_tokens` at the batch price, prompts
+estimated at 4 characters a token) fits in what is left after what was paid and the worst case of the batches still
+running; the ledger records the prices it was planned with.
+
+Shapes: `BatchProvider` is what a provider's batch endpoint must offer (submit with a tag, status, find by tag,
+results). Only OpenRouter's is implemented (openrouter.ai/docs/guides/features/batch-api); Anthropic's Message
+Batches (`custom_id` + `params`, `processing_status`, a results JSONL stream) and OpenAI's Batch API (an uploaded
+JSONL file, `output_file_id`) fit behind the same four calls.
+
+Not guaranteed: a batch submitted by a driver killed before its ledger was written (impossible by construction here,
+but an older version or another tool) is not known; two generators on one cache at once may each submit the same
+request. After a stop (Ctrl-C or a budget stop), running batches are left running; their answers are collected, and
+paid for, by the next run. A provider that loses a batch's metadata defeats the lookup by tag; then the requests of a
+ledger with no id are sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from distill_ray.experiment import read_json, write_json
+from distill_ray.teacher.answers import build_row, classify_choice, failure_record, parse_message
+from distill_ray.teacher.cache import ResponseCache, request_key
+from distill_ray.teacher.client import STOP_REASONS, FatalTeacherError, messages_for, request_body, sampling_for
+
+TAG_FIELD = "distill_ray_tag"
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass
+class BatchState:
+    """A provider's batch in the terms the runner needs."""
+
+    id: str
+    status: str  # validating | in_progress | completed | failed | expired | cancelled
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    error: str = ""
+
+
+class BatchError(RuntimeError):
+    """A batch call that failed; `status` is the HTTP status (0: no answer), `transient` whether to try again."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+        self.transient = status == 0 or status == 429 or status >= 500
+
+
+class BatchProvider(Protocol):
+    """A provider's batch endpoint."""
+
+    max_requests: int
+    max_bytes: int
+
+    def submit(self, model: str, requests: list[dict], tag: str) -> BatchState: ...
+
+    def status(self, batch_id: str) -> BatchState: ...
+
+    def find(self, tag: str) -> str | None: ...
+
+    def results(self, batch_id: str) -> Iterator[tuple[str, dict | None, dict | None]]: ...
+
+
+class OpenRouterBatches:
+    """OpenRouter's Batch API (openrouter.ai/docs/batch-quickstart): inline requests, results by cursor pages."""
+
+    max_requests = 5000  # the guide: up to 5,000 requests and 200 MB per batch
+    max_bytes = 200_000_000
+
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 120.0):
+        self.base = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
+            "Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            text = exc.read()[:300].decode("utf-8", "replace")
+            if exc.code in (401, 403):
+                raise FatalTeacherError(f"batch {method} {path}: HTTP {exc.code}: {text}") from None
+            raise BatchError(f"batch {method} {path}: HTTP {exc.code}: {text}", exc.code) from None
+        except (OSError, ValueError) as exc:  # connection refused, reset, timeout, a body that is not JSON
+            raise BatchError(f"batch {method} {path}: {exc}") from None
+
+    @staticmethod
+    def _state(data: dict) -> BatchState:
+        counts = data.get("request_counts") or {}
+        error = data.get("error") or {}
+        return BatchState(str(data["id"]), str(data.get("status", "")), int(counts.get("total") or 0),
+                          int(counts.get("completed") or 0), int(counts.get("failed") or 0),
+                          str(error.get("message") or "") if isinstance(error, dict) else str(error))
+
+    def submit(self, model: str, requests: list[dict], tag: str) -> BatchState:
+        # endpoint and model before requests: the API reads the body as a stream (noted by clients verified live)
+        body = {"endpoint": "/v1/chat/completions", "model": model, "completion_window": "24h",
+                "metadata": {TAG_FIELD: tag}, "requests": requests}
+        return self._state(self._call("POST", "/batches", body))
+
+    def status(self, batch_id: str) -> BatchState:
+        return self._state(self._call("GET", f"/batches/{urllib.parse.quote(batch_id)}"))
+
+    def find(self, tag: str) -> str | None:
+        after = ""
+        while True:
+            page = self._call("GET", "/batches?limit=100" + (f"&after={urllib.parse.quote(after)}" if after else ""))
+            for item in page.get("data") or []:
+                if (item.get("metadata") or {}).get(TAG_FIELD) == tag:
+                    return str(item["id"])
+            if not page.get("has_more") or not page.get("last_id"):
+                return None
+            after = str(page["last_id"])
+
+    def results(self, batch_id: str) -> Iterator[tuple[str, dict | None, dict | None]]:
+        cursor = ""
+        while True:
+            query = "?limit=1000" + (f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+            page = self._call("GET", f"/batches/{urllib.parse.quote(batch_id)}/results{query}")
+            for line in page.get("data") or []:
+                yield str(line.get("custom_id")), line.get("response"), line.get("error")
+            cursor = page.get("next_cursor") or ""
+            if not cursor:
+                return
+
+
+def make_provider(teacher: dict, api_key: str) -> BatchProvider:
+    """The batch endpoint of a teacher's provider (openrouter, or builtin: the simulator of OpenRouter's)."""
+    if teacher.get("provider") not in ("openrouter", "builtin"):
+        raise ValueError(f"teacher {teacher.get('name')!r}: no batch endpoint is implemented for provider "
+                         f"{teacher.get('provider')!r} (openrouter only)")
+    return OpenRouterBatches(teacher["base_url"], api_key)
+
+
+def ledger_dir(cache_dir: str, ns: str) -> str:
+    return os.path.join(cache_dir, "batches", ns)
+
+
+def _write_ledger(path: str, ledger: dict) -> None:
+    write_json(path, ledger)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)  # the rename itself must survive a power cut too
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_ledgers(cache_dir: str, ns: str) -> list[tuple[str, dict]]:
+    """(path, ledger) of every batch not yet settled in this namespace, oldest first."""
+    folder = ledger_dir(cache_dir, ns)
+    if not os.path.isdir(folder):
+        return []
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            path = os.path.join(folder, name)
+            ledger = read_json(path)
+            if ledger.get("state") in ("planned", "submitted"):
+                out.append((path, ledger))
+    return sorted(out, key=lambda item: item[1].get("created", 0))
+
+
+def _estimate_prompt_tokens(prompt: str) -> int:
+    return math.ceil(len(prompt) / 4) + 8  # as planning does: ~4 characters a token, plus the chat wrapping
+
+
+class BatchRunner:
+    """Sends one teacher's requests in batches and settles them into the response cache (driver side, no Ray)."""
+
+    def __init__(self, teacher: dict, cache_dir: str, ns: str, provider: BatchProvider, *,
+                 stream: Any = None, stop_event: threading.Event | None = None, progress_interval_s: float = 2.0):
+        self.teacher, self.cache_dir, self.ns, self.provider = teacher, cache_dir, ns, provider
+        self.config = teacher["batch"]
+        self.stream, self.stop_event = stream, stop_event
+        self.progress_interval_s = progress_interval_s
+        self.factor = float(self.config["price_factor"])
+        self.cache_url = teacher.get("cache_url", teacher["base_url"])
+        self.totals: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.counts: Counter = Counter()  # batches: submitted, completed, failed, expired
+        self.outcome: dict[str, dict | str] = {}  # request key -> record, or the transient reason of its last try
+        self._last_progress = 0.0
+
+    # -- prices -------------------------------------------------------------------------------------------------
+    def worst_case_usd(self, prompt: str, max_tokens: int) -> float:
+        price = self.teacher["price"]
+        return (_estimate_prompt_tokens(prompt) * price["input_per_mtok"] + max_tokens * price["output_per_mtok"]) \
+            / 1e6 * self.factor
+
+    # -- settling -----------------------------------------------------------------------------------------------
+    def settle(self) -> int:
+        """Poll every batch an earlier run recorded until it ends, and store its answers; returns how many."""
+        open_ = open_ledgers(self.cache_dir, self.ns)
+        running: list[tuple[str, dict]] = []
+        for path, ledger in open_:
+            if not ledger.get("batch_id"):
+                found = self._retry(lambda ledger=ledger: self.provider.find(ledger["tag"]))
+                if found is None:  # the POST never reached the provider: its requests are free again
+                    ledger["state"] = "never_sent"
+                    _write_ledger(path, ledger)
+                    continue
+                ledger.update(batch_id=found, state="submitted")
+                _write_ledger(path, ledger)
+            running.append((path, ledger))
+        self._wait(running, stop_on_event=False)
+        return len(running)
+
+    def _wait(self, running: list[tuple[str, dict]], stop_on_event: bool,
+              until_any: bool = False) -> list[tuple[str, dict]]:
+        """Poll until every batch ended (`until_any`: one did; `stop_on_event`: or a stop); returns those running."""
+        running = list(running)
+        delays = {id(ledger): float(self.config["poll_initial_s"]) for _, ledger in running}
+        next_poll = {id(ledger): time.monotonic() + delays[id(ledger)] for _, ledger in running}
+        while running:
+            if stop_on_event and self.stop_event is not None and self.stop_event.is_set():
+                return running
+            wake = min(next_poll[id(ledger)] for _, ledger in running)
+            pause = max(0.0, wake - time.monotonic())
+            if self.stop_event is not None and stop_on_event:
+                self.stop_event.wait(pause)
+            else:
+                time.sleep(pause)
+            for path, ledger in list(running):
+                key = id(ledger)
+                if time.monotonic() < next_poll[key]:
+                    continue
+                state = self._retry(lambda ledger=ledger: self.provider.status(ledger["batch_id"]))
+                ledger["status"] = state.status
+                ledger["request_counts"] = {"total": state.total, "completed": state.completed,
+                                            "failed": state.failed}
+                if state.status in TERMINAL:
+                    self._collect(path, ledger, state)
+                    running.remove((path, ledger))
+                    continue
+                delays[key] = min(float(self.config["poll_max_s"]), delays[key] * 2)
+                next_poll[key] = time.monotonic() + delays[key]
+            self._progress(running)
+            if until_any and len(running) < len(delays):
+                return running
+        return running
+
+    def _retry(self, call: Any) -> Any:
+        """A provider call, tried again with backoff while it fails transiently (5xx, 429, no answer)."""
+        delay = float(self.config["poll_initial_s"])
+        for attempt in range(8):
+            try:
+                return call()
+            except BatchError as exc:
+                self.errors[f"batch_http_{exc.status or 'conn'}"] += 1
+                if not exc.transient or attempt == 7:
+                    raise
+                time.sleep(delay)
+                delay = min(float(self.config["poll_max_s"]), delay * 2)
+        raise AssertionError("unreachable")
+
+    def _collect(self, path: str, ledger: dict, state: BatchState) -> None:
+        """Judge and store a finished batch's results, then mark its ledger settled (in that order)."""
+        self.counts[state.status] += 1
+        wanted = {r["custom_id"]: r for r in ledger["requests"]}
+        stores: list[tuple[str, dict]] = []
+        seen = set()
+        if state.status != "failed":
+            for custom_id, response, error in self._retry(lambda: list(self.provider.results(ledger["batch_id"]))):
+                request = wanted.get(custom_id)
+                if request is None or custom_id in seen:
+                    continue
+                seen.add(custom_id)
+                stores.extend(self._judge(request, response, error, ledger))
+        for custom_id, request in wanted.items():
+            if custom_id not in seen:
+                reason = (f"batch_failed: batch {ledger['batch_id']} failed: {state.error}" if state.status == "failed"
+                          else f"batch_{state.status}: no result for this request in batch {ledger['batch_id']}")
+                self.errors[reason.partition(":")[0]] += 1
+                self.outcome[request["key"]] = reason
+        self._store(stores)
+        ledger.update(state="settled", settled_at=time.time(), status=state.status,
+                      cost_usd=sum(float(r.get("cost_usd") or 0.0) for _, r in stores))
+        _write_ledger(path, ledger)
+
+    def _judge(self, request: dict, response: dict | None, error: dict | None, ledger: dict) -> list:
+        """The cache lines for one result (as the online client would write them); records the outcome."""
+        key, index, max_tokens = request["key"], int(request["index"]), int(request["max_tokens"])
+        model = self.teacher["model"]
+        if error or not isinstance(response, dict):
+            error = error if isinstance(error, dict) else {"message": "a result with neither response nor error"}
+            code = int(error.get("code") or 0) if str(error.get("code") or "0").isdigit() else 0
+            if code == 400:  # the request is invalid: asking again will not change that
+                record = failure_record(model, index, max_tokens, "invalid_request",
+                                        f"HTTP 400 in batch: {error.get('message', '')}", None, 1)
+                self.outcome[key] = record
+                self.errors["invalid_request"] += 1
+                return [(key, record)]
+            self.errors["batch_request_error"] += 1
+            self.outcome[key] = f"batch_request_error: {str(error.get('message', ''))[:200]}"
+            return []
+        try:
+            choice = response["choices"][0]
+            choice["message"]
+        except (KeyError, IndexError, TypeError):
+            self.errors["malformed"] += 1
+            self.outcome[key] = "malformed: a batch result without a choice"
+            return []
+        usage = response.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        cost, source = usage.get("cost"), "provider"
+        if not isinstance(cost, (int, float)) or isinstance(cost, bool):
+            price = ledger["price"]
+            cost = (prompt_tokens * price["input_per_mtok"] + completion_tokens * price["output_per_mtok"]) / 1e6 \
+                * price["factor"]
+            source = "price_table_batch"
+        cost = float(cost)
+        self.totals["cost_usd"] += cost
+        self.totals["paid"] += 1
+        self.totals["prompt_tokens"] += prompt_tokens
+        self.totals["completion_tokens"] += completion_tokens
+        verdict = classify_choice(choice, self.teacher)
+        if verdict is not None and not verdict[1]:  # billed but not a trace: spent, asked again in a later batch
+            self.errors[verdict[0]] += 1
+            self.outcome[key] = f"{verdict[0]}: the answer is not a trace"
+            return [(f"spend:{uuid.uuid4().hex}", {"spend_only": True, "cost_usd": cost, "created": time.time()})]
+        reasoning, content, encrypted = parse_message(choice["message"])
+        record = {
+            "model": model, "sample_index": index, "max_tokens": max_tokens, "content": content,
+            "reasoning": reasoning, "finish_reason": str(choice.get("finish_reason") or ""),
+            "reasoning_encrypted": encrypted, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "cost_usd": cost, "cost_source": source, "response_id": str(response.get("id") or ""),
+            "latency_s": 0.0, "attempts": int(request.get("round", 1)), "created": time.time(),
+            "batch_id": ledger["batch_id"],
+        }
+        if verdict is not None:
+            self.errors[verdict[0]] += 1
+            record.update(failure=verdict[0], failure_detail=f"finish_reason {record['finish_reason']!r}, "
+                          f"{len(content)} characters of content, {len(reasoning)} of reasoning")
+        self.outcome[key] = record
+        return [(key, record)]
+
+    def _store(self, lines: list[tuple[str, dict]]) -> None:
+        if not lines:
+            return
+        writer = ResponseCache(self.cache_dir, self.ns).writer()
+
+        async def put_all() -> None:
+            await asyncio.gather(*(writer.put(k, v) for k, v in lines))  # one group commit for the lot
+
+        try:
+            asyncio.run(put_all())
+        finally:
+            writer.close()
+
+    # -- sending ------------------------------------------------------------------------------------------------
+    def _requests(self, items: list[dict]) -> list[dict]:
+        """One request per sample still to send (and per truncated answer the retry policy asks again for)."""
+        teacher = self.teacher
+        max_tokens = int(teacher["sampling"]["max_tokens"])
+        bigger = int(teacher["retry_max_tokens_cap"])
+        out = []
+        for item in items:
+            problem = item["problem"]
+            for sample in item["samples"]:
+                tokens = max_tokens if sample.get("base") is None else bigger
+                out.append(self._request(problem, int(sample["index"]), tokens))
+        return out
+
+    def _request(self, problem: dict, index: int, max_tokens: int) -> dict:
+        messages = messages_for(problem["prompt"])
+        key = request_key(self.cache_url, self.teacher["model"], messages, sampling_for(self.teacher, max_tokens),
+                          index)
+        return {"custom_id": f"s{index}-{key[:40]}", "key": key, "problem": problem, "index": index,
+                "max_tokens": max_tokens, "round": 1}
+
+    def _body(self, request: dict) -> dict:
+        body = request_body(self.teacher, messages_for(request["problem"]["prompt"]), 1, request["max_tokens"])
+        body.pop("model", None)  # one model per batch, given at the batch's level
+        return {"custom_id": request["custom_id"], "body": body}
+
+    def _submit(self, requests: list[dict], budget_left: float) -> tuple[tuple[str, dict] | None, list[dict]]:
+        """Submit the longest prefix of `requests` that fits the provider's limits and the budget; (ledger, rest)."""
+        limit = min(int(self.config["max_requests_per_batch"]), int(self.provider.max_requests))
+        max_bytes = min(int(self.config["max_bytes_per_batch"]), int(self.provider.max_bytes)) - 4096
+        chosen, bodies, size, worst = [], [], 0, 0.0
+        for request in requests[:limit]:
+            body = self._body(request)
+            line = len(json.dumps(body).encode()) + 2
+            cost = self.worst_case_usd(request["problem"]["prompt"], request["max_tokens"])
+            if size + line > max_bytes or worst + cost > budget_left:
+                break
+            chosen.append(request)
+            bodies.append(body)
+            size += line
+            worst += cost
+        if not chosen:
+            return None, requests
+        tag = f"{self.ns[:8]}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        price = self.teacher["price"]
+        ledger = {
+            "tag": tag, "state": "planned", "batch_id": None, "created": time.time(), "model": self.teacher["model"],
+            "base_url": self.teacher["base_url"], "worst_case_usd": worst,
+            "price": {"input_per_mtok": price["input_per_mtok"], "output_per_mtok": price["output_per_mtok"],
+                      "factor": self.factor},
+            "requests": [{"custom_id": r["custom_id"], "key": r["key"], "problem_id": r["problem"]["id"],
+                          "index": r["index"], "max_tokens": r["max_tokens"], "round": r["round"]} for r in chosen],
+        }
+        path = os.path.join(ledger_dir(self.cache_dir, self.ns), f"{tag}.json")
+        _write_ledger(path, ledger)  # durable before the POST: a kill during it is found again by the tag
+        try:
+            state = self.provider.submit(self.teacher["model"], bodies, tag)
+        except BatchError as exc:
+            if not exc.transient:  # refused outright (4xx): nothing was created
+                ledger["state"] = "never_sent"
+                ledger["error"] = str(exc)
+                _write_ledger(path, ledger)
+                raise
+            # no answer: the batch may exist; the ledger stays planned and is found by its tag on settling
+            self.errors["batch_submit_unanswered"] += 1
+            found = self._retry(lambda: self.provider.find(tag))
+            if found is None:
+                ledger["state"] = "never_sent"
+                _write_ledger(path, ledger)
+                raise
+            state = BatchState(found, "validating")
+        ledger.update(batch_id=state.id, state="submitted", status=state.status)
+        _write_ledger(path, ledger)
+        self.counts["submitted"] += 1
+        self.totals["requests"] += len(chosen)
+        return (path, ledger), requests[len(chosen):]
+
+    def run(self, items: list[dict]) -> tuple[list[dict], dict]:
+        """Send `items` (work items of generate.py) in batches; one Trace row per sample, and a ledger snapshot."""
+        teacher = self.teacher
+        max_cost = teacher.get("max_cost_usd")
+        spent_before = float(teacher.get("spent_before_usd") or 0.0)
+        queue = self._requests(items)
+        by_key = {r["key"]: r for r in queue}
+        running: list[tuple[str, dict]] = []
+        stopped = ""
+        rounds = int(self.config["max_rounds"])
+        retry_policy = teacher["truncation_policy"] == "retry" and \
+            int(teacher["retry_max_tokens_cap"]) > int(teacher["sampling"]["max_tokens"])
+        while queue or running:
+            if self.stop_event is not None and self.stop_event.is_set():
+                stopped = "interrupted"
+            while queue and not stopped and len(running) < int(self.config["max_batches_in_flight"]):
+                committed = sum(float(ledger["worst_case_usd"]) for _, ledger in running)
+                left = math.inf if max_cost is None else max_cost - spent_before - self.totals["cost_usd"] - committed
+                submitted, queue = self._submit(queue, left)
+                if submitted is None:
+                    if not running:
+                        if max_cost is None:
+                            raise ValueError(f"teacher {teacher.get('name')!r}: one request is larger than the "
+                                             "batch byte limit (batch.max_bytes_per_batch)")
+                        stopped = "budget"
+                    break
+                running.append(submitted)
+            if stopped:  # batches still running are left to run; the next run collects them
+                break
+            if not running:
+                continue
+            before = list(running)
+            running = self._wait(running, stop_on_event=True, until_any=True)
+            ended = [ledger for item, ledger in ((i, i[1]) for i in before) if item not in running]
+            for ledger in ended:  # requests to ask again: transient failures, truncated answers under `retry`
+                for entry in ledger["requests"]:
+                    request, outcome = by_key[entry["key"]], self.outcome.get(entry["key"])
+                    if isinstance(outcome, str) and int(entry["round"]) < rounds:
+                        queue.append({**request, "round": int(entry["round"]) + 1})
+                    elif retry_policy and isinstance(outcome, dict) and outcome["finish_reason"] == "length" \
+                            and request["max_tokens"] < int(teacher["retry_max_tokens_cap"]):
+                        bigger = self._request(request["problem"], request["index"],
+                                               int(teacher["retry_max_tokens_cap"]))
+                        by_key[bigger["key"]] = bigger
+                        queue.append(bigger)
+        rows = self._rows(items, stopped, running)
+        snapshot = {"totals": dict(self.totals), "errors": dict(self.errors), "stopped": stopped,
+                    "batches": dict(self.counts)}
+        self._progress(running, force=True)
+        return rows, snapshot
+
+    def _rows(self, items: list[dict], stopped: str, running: list[tuple[str, dict]]) -> list[dict]:
+        teacher = self.teacher
+        in_flight = {entry["key"] for _, ledger in running for entry in ledger["requests"]}
+        max_tokens = int(teacher["sampling"]["max_tokens"])
+        bigger = int(teacher["retry_max_tokens_cap"])
+        rows = []
+        for item in items:
+            problem = item["problem"]
+            for sample in item["samples"]:
+                index = int(sample["index"])
+                base_key = self._request(problem, index, max_tokens)["key"]
+                record: dict | str | None = sample.get("base") or self.outcome.get(base_key)
+                if isinstance(record, dict) and record.get("finish_reason") == "length":
+                    retried = self.outcome.get(self._request(problem, index, bigger)["key"])
+                    if isinstance(retried, dict):
+                        record = retried
+                if record is None:
+                    keys = {base_key, self._request(problem, index, bigger)["key"]}
+                    if keys & in_flight:
+                        record = (f"{stopped or 'interrupted'}: in a submitted batch; the next run collects its "
+                                  "answer (it is not sent again)")
+                    else:
+                        record = STOP_REASONS.get(stopped, f"{stopped or 'not_sent'}: not sent")
+                rows.append(build_row(teacher, problem, index, record,
+                                      from_cache=sample.get("base") is not None and record is sample.get("base")))
+        return rows
+
+    def _progress(self, running: list[tuple[str, dict]], force: bool = False) -> None:
+        now = time.monotonic()
+        if self.stream is None or (not force and now - self._last_progress < self.progress_interval_s):
+            return
+        self._last_progress = now
+        counts = self.counts
+        answered = sum(1 for v in self.outcome.values() if isinstance(v, dict))
+        print(f"[generate {self.teacher.get('name', '')} batch] batches: submitted {counts['submitted']}, running "
+              f"{len(running)}, completed {counts['completed']}, failed {counts['failed']}, expired "
+              f"{counts['expired']} | answers stored {answered} | ${self.totals['cost_usd']:.4f}",
+              file=self.stream, flush=True)
+
+
+def settle_batches(teacher: dict, cache_dir: str, ns: str, stream: Any = None) -> int:
+    """Finish the batches earlier runs submitted for this namespace (none: returns 0 at once, sending nothing)."""
+    if not open_ledgers(cache_dir, ns):
+        return 0
+    from distill_ray.teacher.client import resolve_api_key
+
+    runner = BatchRunner(teacher, cache_dir, ns, make_provider(teacher, resolve_api_key(teacher)), stream=stream)
+    return runner.settle()
+
+
+def run_batch_mode(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: Any,
+                   stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
+    """The batch counterpart of generate.py's runners (same arguments; the limiter does not apply to batches)."""
+    from distill_ray.teacher.client import resolve_api_key
+
+    runner = BatchRunner(teacher, cache_dir, ns, make_provider(teacher, resolve_api_key(teacher)),
+                         stream=progress.stream if progress.interval_s else None, stop_event=stop_event,
+                         progress_interval_s=progress.interval_s or 2.0)
+    return runner.run(items)
