@@ -19,8 +19,8 @@ failed transiently (an `error` result, a non-trace answer, no result in an expir
 to `batch.max_rounds` batches; then its row fails with that reason and a re-run retries it.
 
 `max_cost_usd`: a batch is submitted only if its worst case (every request's `max_tokens` at the batch price, prompts
-estimated at 4 characters a token) fits in what is left after what was paid and the worst case of the batches still
-running; the ledger records the prices it was planned with.
+counted as one token per character, a bound) fits in what is left after what was paid and the worst case of the
+batches still running; the ledger records the prices it was planned with.
 
 Shapes: `BatchProvider` is what a provider's batch endpoint must offer (submit with a tag, status, find by tag,
 results). Only OpenRouter's is implemented (openrouter.ai/docs/guides/features/batch-api); Anthropic's Message
@@ -198,8 +198,10 @@ def open_ledgers(cache_dir: str, ns: str) -> list[tuple[str, dict]]:
     return sorted(out, key=lambda item: item[1].get("created", 0))
 
 
-def _estimate_prompt_tokens(prompt: str) -> int:
-    return math.ceil(len(prompt) / 4) + 8  # as planning does: ~4 characters a token, plus the chat wrapping
+def _worst_prompt_tokens(prompt: str) -> int:
+    # a bound, not an estimate: a token is at least one character in the usual tokenizers; prompts are small beside
+    # max_tokens, so the bound costs little headroom
+    return len(prompt) + 16
 
 
 class BatchRunner:
@@ -222,7 +224,7 @@ class BatchRunner:
     # -- prices -------------------------------------------------------------------------------------------------
     def worst_case_usd(self, prompt: str, max_tokens: int) -> float:
         price = self.teacher["price"]
-        return (_estimate_prompt_tokens(prompt) * price["input_per_mtok"] + max_tokens * price["output_per_mtok"]) \
+        return (_worst_prompt_tokens(prompt) * price["input_per_mtok"] + max_tokens * price["output_per_mtok"]) \
             / 1e6 * self.factor
 
     # -- settling -----------------------------------------------------------------------------------------------

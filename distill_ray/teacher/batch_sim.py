@@ -25,7 +25,7 @@ openrouter.ai/docs/batch-quickstart and the API reference pages "Get a batch", "
   as an online answer, so a request paid once online and once in a batch shows as paid twice).
 - Turnaround: a batch finishes `complete_after_s` after it was created (the guide: within 24 hours, most in
   minutes). With `expire_after_s` below that, the batch ends `expired` at that time with only the first
-  share of its requests answered (time elapsed / time needed) and billed, the rest without a result line, as
+  share of its requests answered (time elapsed / time needed, rounded up) and billed, the rest without a result line, as
   OpenAI's Batch FAQ describes for an expired batch (completed work is returned and charged).
 - `validation_error_prompts`: a batch holding a request whose prompt contains one of them ends `failed` with
   `error.message` (OpenRouter validates after the 202).
@@ -39,6 +39,7 @@ per-provider batch limits, rate limits on the batch endpoints themselves.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field, fields
@@ -182,7 +183,7 @@ class BatchSim:
         expire = options.expire_after_s
         if expire is not None and expire < options.complete_after_s and elapsed >= expire:
             share = max(0.0, expire - options.validate_s) / max(1e-9, options.complete_after_s - options.validate_s)
-            self._finish(batch, "expired", int(len(batch["requests"]) * share))
+            self._finish(batch, "expired", math.ceil(len(batch["requests"]) * share))
         elif elapsed >= options.complete_after_s:
             self._finish(batch, "completed", len(batch["requests"]))
 

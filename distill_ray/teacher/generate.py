@@ -517,6 +517,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "reasoning_encrypted_items": sum(int(r.get("reasoning_encrypted") or 0) for r in rows),
     }
     summary["complete"] = summary["transient_failures"] == 0
+    if teacher.mode == "batch":  # batches submitted, completed, failed, expired in this run
+        summary["batches"] = next((snap["batches"] for snap in snapshots if "batches" in snap), {})
     if key_start is not None:
         summary["key_usage_start_usd"] = key_start.get("usage")
         try:

@@ -1,0 +1,258 @@
+"""Batch mode against the simulated OpenRouter batch endpoints (`batch_sim.py`): one behaviour per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+from distill_ray.config import TeacherConfig
+from distill_ray.problems.builtin import make_problems
+from distill_ray.teacher import batch as batch_mod
+from distill_ray.teacher import generate_traces
+from distill_ray.teacher.batch import BatchRunner, OpenRouterBatches, ledger_dir, open_ledgers
+from distill_ray.teacher.cache import namespace
+
+R1 = "deepseek/r1-sim"
+TEACHERS = {R1: {"style": "verbose", "correct_rate": 0.6}}
+FAST = {"poll_initial_s": 0.05, "poll_max_s": 0.2}
+
+
+@pytest.fixture
+def problems():
+    return make_problems("math", "train", 12, seed=5)
+
+
+@pytest.fixture
+def batches(server_factory):
+    def start(**options):
+        return server_factory(teachers=TEACHERS, profile={"batches": {"complete_after_s": 0.2, **options}})
+
+    return start
+
+
+def teacher(base_url: str, **overrides) -> TeacherConfig:
+    values = {"provider": "openrouter", "base_url": base_url, "model": R1, "sampling": {"max_tokens": 2048},
+              "request_timeout_s": 5.0, "retry_base_delay_s": 0.02, "retry_max_delay_s": 0.2, "mode": "batch",
+              "batch": dict(FAST)}
+    batch = overrides.pop("batch", {})
+    values.update(overrides)
+    values["batch"] = {**values["batch"], **batch}
+    return TeacherConfig(**values)
+
+
+def run(problems, config, tmp_path, out="out", **kwargs):
+    return generate_traces(problems, "r1", config, str(tmp_path / out), cache_dir=str(tmp_path / "cache"),
+                           progress_interval_s=0, use_ray=False, **kwargs)
+
+
+def rows(tmp_path, out="out"):
+    return pq.read_table(os.path.join(tmp_path, out, "traces.parquet")).to_pylist()
+
+
+def ledgers(tmp_path, base_url):
+    folder = ledger_dir(str(tmp_path / "cache"), namespace(base_url, R1))
+    return [json.load(open(os.path.join(folder, n))) for n in sorted(os.listdir(folder))] if os.path.isdir(folder) \
+        else []
+
+
+def http(method, url, body=None):
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_simulator_endpoints_follow_the_documented_lifecycle(batches):
+    server = batches(complete_after_s=0.3, max_requests=3)
+    url = server.base_url
+    body = {"endpoint": "/v1/chat/completions", "model": R1, "metadata": {"distill_ray_tag": "t1"},
+            "requests": [{"custom_id": f"s0-{i}", "body": {"messages": [{"role": "user", "content": f"q{i}"}]}}
+                         for i in range(2)]}
+    status, created = http("POST", f"{url}/batches", body)
+    assert status == 202 and created["status"] == "validating" and created["results"] is None
+    assert http("DELETE", f"{url}/batches/{created['id']}")[0] == 409  # only a finished batch can be deleted
+    assert http("GET", f"{url}/batches/{created['id']}/results")[0] == 409
+    too_many = {**body, "requests": body["requests"] * 2}
+    assert http("POST", f"{url}/batches", too_many)[0] == 400  # over max_requests (and custom_id repeated)
+    listed = http("GET", f"{url}/batches?limit=10")[1]
+    assert [b["metadata"] for b in listed["data"]] == [{"distill_ray_tag": "t1"}] and listed["data"][0]["results"] \
+        is None
+    time.sleep(0.35)
+    done = http("GET", f"{url}/batches/{created['id']}")[1]
+    assert done["status"] == "completed" and done["request_counts"] == {"total": 2, "completed": 2, "failed": 0}
+    page = http("GET", f"{url}/batches/{created['id']}/results?limit=1")[1]
+    assert len(page["data"]) == 1 and page["next_cursor"] == "1" and page["data"][0]["response"]["usage"]["cost"] > 0
+    assert http("DELETE", f"{url}/batches/{created['id']}")[0] == 200
+    assert server.billed() == 2
+
+
+def test_batch_mode_costs_half_and_stores_what_online_stores(batches, server_factory, problems, tmp_path):
+    batch_server = batches()
+    online_server = batches()
+    summary = run(problems, teacher(batch_server.base_url), tmp_path, out="batch", probe=False)
+    online = generate_traces(problems, "r1", teacher(online_server.base_url, mode="online"), str(tmp_path / "online"),
+                             cache_dir=str(tmp_path / "cache_online"), progress_interval_s=0, use_ray=False,
+                             probe=False)
+    assert summary["ok"] == online["ok"] == 12 and summary["paid"] == 12
+    assert summary["cost_usd"] == pytest.approx(online["cost_usd"] / 2, rel=1e-6)
+    assert batch_server.duplicates() == {} and batch_server.billed() == 12
+    by_mode = {mode: {(r["problem_id"], r["sample_index"]): r for r in rows(tmp_path, mode)}
+               for mode in ("batch", "online")}
+    for key, row in by_mode["online"].items():  # verification and training cannot tell the modes apart
+        other = by_mode["batch"][key]
+        assert (other["content"], other["reasoning"], other["text"], other["status"]) == \
+               (row["content"], row["reasoning"], row["text"], row["status"])
+    assert all(ledger["state"] == "settled" and ledger["price"]["factor"] == 0.5
+               for ledger in ledgers(tmp_path, batch_server.base_url))
+    again = run(problems, teacher(batch_server.base_url), tmp_path, out="batch2", probe=False)
+    assert again["paid"] == 0 and again["from_cache"] == 12  # the same cache as online answers
+
+
+def test_batches_are_sized_to_the_limit(batches, problems, tmp_path):
+    server = batches()
+    summary = run(problems, teacher(server.base_url, batch={"max_requests_per_batch": 5}), tmp_path, probe=False)
+    sizes = sorted(len(ledger["requests"]) for ledger in ledgers(tmp_path, server.base_url))
+    assert summary["ok"] == 12 and sizes == [2, 5, 5] and summary["batches"]["submitted"] == 3
+
+
+def test_failed_requests_go_into_a_later_batch(batches, problems, tmp_path):
+    server = batches(request_error_rate=0.4)
+    summary = run(problems, teacher(server.base_url, batch={"max_rounds": 8}), tmp_path, probe=False)
+    assert summary["ok"] == 12 and summary["errors_by_kind"]["batch_request_error"] > 0
+    assert server.duplicates() == {} and server.billed() == 12
+    assert len(ledgers(tmp_path, server.base_url)) > 1
+
+
+def test_expired_batch_requeues_its_unanswered_requests(batches, problems, tmp_path):
+    server = batches(complete_after_s=0.4, expire_after_s=0.2)  # half of each batch answered before it expires
+    summary = run(problems, teacher(server.base_url, batch={"max_rounds": 8}), tmp_path, probe=False)
+    assert summary["ok"] == 12 and summary["batches"]["expired"] >= 2
+    assert server.duplicates() == {} and server.billed() == 12
+
+
+def test_failed_batch_and_permanent_verdicts_keep_their_reasons(server_factory, problems, tmp_path):
+    poison = problems[0]["prompt"][:40]
+    server = server_factory(teachers=TEACHERS, profile={"content_filter_prompts": [problems[6]["prompt"][:40]],
+                                                        "batches": {"validation_error_prompts": [poison]}})
+    summary = run(problems, teacher(server.base_url, batch={"max_rounds": 2, "max_requests_per_batch": 6}),
+                  tmp_path, probe=False)
+    by_id = {r["problem_id"]: r for r in rows(tmp_path)}
+    assert by_id[problems[0]["id"]]["failure"] == "batch_failed" and not by_id[problems[0]["id"]]["permanent"]
+    assert by_id[problems[6]["id"]]["failure"] == "content_filter" and by_id[problems[6]["id"]]["permanent"]
+    assert summary["ok"] == 5 and summary["batches"]["failed"] == 2  # the poisoned batch, and again in round 2
+    assert server.duplicates() == {}
+
+
+def test_budget_holds_on_the_worst_case(server_factory, problems, tmp_path):
+    priced = {R1: {**TEACHERS[R1], "price_in_per_mtok": 1.0, "price_out_per_mtok": 100.0}}
+    server = server_factory(teachers=priced, profile={"batches": {"complete_after_s": 0.2}})
+    # answers cut at max_tokens and priced as the config says, so that what is paid comes close to the worst case
+    config = teacher(server.base_url, price={"input_per_mtok": 1.0, "output_per_mtok": 100.0},
+                     sampling={"max_tokens": 48}, batch={"max_requests_per_batch": 4})
+    runner = BatchRunner(config.model_dump() | {"name": "r1"}, "", "", None)
+    worst = max(runner.worst_case_usd(p["prompt"], 48) for p in problems)
+    config = config.model_copy(update={"max_cost_usd": worst * 5.5})
+    summary = run(problems, config, tmp_path, probe=False)
+    assert summary["stopped_by_budget"] and summary["failure_reasons"]["budget"] == 12 - summary["paid"]
+    assert 4 <= summary["paid"] < 12 and summary["cost_usd"] <= config.max_cost_usd
+    plan = run(problems, config, tmp_path, out="plan", dry_run=True)["plan"]
+    assert plan["est_cost_usd_batch"] == pytest.approx(plan["est_cost_usd"] / 2, rel=1e-6)
+
+
+def test_a_lost_batch_id_is_found_by_its_tag(batches, problems, tmp_path, monkeypatch):
+    """Killed between the POST and recording its id: the resume finds the batch by its tag and sends nothing again."""
+    server = batches()
+    config = teacher(server.base_url)
+
+    def die_after_post(path, ledger):
+        if ledger["state"] == "submitted":
+            raise KeyboardInterrupt("killed before the id was recorded")
+        real_write(path, ledger)
+
+    real_write = batch_mod._write_ledger
+    monkeypatch.setattr(batch_mod, "_write_ledger", die_after_post)
+    with pytest.raises(KeyboardInterrupt):
+        run(problems, config, tmp_path, probe=False)
+    monkeypatch.setattr(batch_mod, "_write_ledger", real_write)
+    (planned,) = ledgers(tmp_path, server.base_url)
+    assert planned["state"] == "planned" and planned["batch_id"] is None
+    summary = run(problems, config, tmp_path, probe=False)
+    assert summary["batches_settled_at_start"] == 1 and summary["paid"] == 0 and summary["ok"] == 12
+    assert server.counters()["faults"]["batch_answered"] == 12 and server.duplicates() == {}
+
+
+def test_a_crash_while_collecting_stores_once_and_pays_once(batches, problems, tmp_path, monkeypatch):
+    server = batches()
+    config = teacher(server.base_url)
+    real_write = batch_mod._write_ledger
+
+    def die_when_settling(path, ledger):
+        if ledger["state"] == "settled":  # the answers are in the cache, the ledger not yet marked
+            raise KeyboardInterrupt("killed while collecting")
+        real_write(path, ledger)
+
+    monkeypatch.setattr(batch_mod, "_write_ledger", die_when_settling)
+    with pytest.raises(KeyboardInterrupt):
+        run(problems, config, tmp_path, probe=False)
+    monkeypatch.setattr(batch_mod, "_write_ledger", real_write)
+    summary = run(problems, config, tmp_path, probe=False)
+    assert summary["ok"] == 12 and summary["batches_settled_at_start"] == 1
+    assert server.billed() == 12 and server.duplicates() == {}
+    assert open_ledgers(str(tmp_path / "cache"), namespace(server.base_url, R1)) == []
+
+
+DRIVER = """
+import json, sys
+from distill_ray.config import TeacherConfig
+from distill_ray.problems.builtin import make_problems
+from distill_ray.teacher import generate_traces
+config = TeacherConfig(**json.loads(sys.argv[1]))
+generate_traces(make_problems("math", "train", 12, seed=5), "r1", config, sys.argv[2] + "/out",
+                cache_dir=sys.argv[2] + "/cache", use_ray=False, progress_interval_s=0, probe=False)
+"""
+
+
+def test_sigkill_between_submission_and_completion_then_resume_pays_nothing_twice(batches, problems, tmp_path):
+    server = batches(complete_after_s=3.0)
+    config = teacher(server.base_url, batch={"max_requests_per_batch": 5})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, config.model_dump_json(), str(tmp_path)], env=env,
+                              start_new_session=True)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            submitted = [lg for lg in ledgers(tmp_path, server.base_url) if lg["state"] == "submitted"]
+            if len(submitted) == 3:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the driver never submitted its batches")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert server.billed() == 0  # nothing had finished yet: the kill fell between submission and completion
+    summary = run(problems, config, tmp_path)
+    assert summary["batches_settled_at_start"] == 3 and summary["ok"] == 12 and summary["paid"] == 0
+    assert server.billed() == 12 and server.duplicates() == {}
+
+
+def test_config_refuses_batch_mode_without_an_implemented_endpoint():
+    with pytest.raises(ValueError, match="batch endpoint"):
+        TeacherConfig(provider="openai-compatible", base_url="http://x/v1", model="m", mode="batch")
+    with pytest.raises(ValueError, match="price_factor"):
+        TeacherConfig(provider="openrouter", base_url="http://x/v1", model="m", batch={"price_factor": 0})
+
+
+def test_provider_finds_nothing_for_an_unknown_tag(batches):
+    server = batches()
+    assert OpenRouterBatches(server.base_url, "k").find("no-such-tag") is None
