@@ -220,6 +220,8 @@ class BatchRunner:
         self.counts: Counter = Counter()  # batches: submitted, completed, failed, expired
         self.outcome: dict[str, dict | str] = {}  # request key -> record, or the transient reason of its last try
         self._last_progress = 0.0
+        self._delays: dict[str, float] = {}  # batch tag -> seconds until its next poll (doubling while it runs)
+        self._next_poll: dict[str, float] = {}
 
     # -- prices -------------------------------------------------------------------------------------------------
     def worst_case_usd(self, prompt: str, max_tokens: int) -> float:
@@ -249,19 +251,24 @@ class BatchRunner:
               until_any: bool = False) -> list[tuple[str, dict]]:
         """Poll until every batch ended (`until_any`: one did; `stop_on_event`: or a stop); returns those running."""
         running = list(running)
-        delays = {id(ledger): float(self.config["poll_initial_s"]) for _, ledger in running}
-        next_poll = {id(ledger): time.monotonic() + delays[id(ledger)] for _, ledger in running}
+        start = len(running)
+        # per batch, kept across calls: a batch's backoff does not start over when another batch ends
+        delays, next_poll = self._delays, self._next_poll
+        for _, ledger in running:
+            if ledger["tag"] not in delays:
+                delays[ledger["tag"]] = float(self.config["poll_initial_s"])
+                next_poll[ledger["tag"]] = time.monotonic() + delays[ledger["tag"]]
         while running:
             if stop_on_event and self.stop_event is not None and self.stop_event.is_set():
                 return running
-            wake = min(next_poll[id(ledger)] for _, ledger in running)
+            wake = min(next_poll[ledger["tag"]] for _, ledger in running)
             pause = max(0.0, wake - time.monotonic())
             if self.stop_event is not None and stop_on_event:
                 self.stop_event.wait(pause)
             else:
                 time.sleep(pause)
             for path, ledger in list(running):
-                key = id(ledger)
+                key = ledger["tag"]
                 if time.monotonic() < next_poll[key]:
                     continue
                 state = self._retry(lambda ledger=ledger: self.provider.status(ledger["batch_id"]))
@@ -275,7 +282,7 @@ class BatchRunner:
                 delays[key] = min(float(self.config["poll_max_s"]), delays[key] * 2)
                 next_poll[key] = time.monotonic() + delays[key]
             self._progress(running)
-            if until_any and len(running) < len(delays):
+            if until_any and len(running) < start:
                 return running
         return running
 

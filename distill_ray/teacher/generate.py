@@ -20,6 +20,11 @@ records as paid (answers, verdicts, and billed non-answers) is spent before this
 `CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
+With `teacher.mode == "batch"` the requests go through the provider's batch endpoint instead (`batch.py`: sized
+batches, a durable ledger per batch, results judged by the online rules into the same cache, at the batch price);
+the driver runs it, without Ray, and writes `traces.parquet` at the end. Whatever the mode, batches an earlier run
+submitted for this teacher are settled (polled until they end, answers stored) before the cache is read for work.
+
 On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
 items as a dataset, `map_batches` with an async `TeacherUDF` on `teacher.actors` actors sharing the limiter and the
 ledger, each batch written by its actor as `OUTPUT/part-*.parquet` as soon as it finishes; the driver keeps no trace
