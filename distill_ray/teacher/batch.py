@@ -391,7 +391,26 @@ class BatchRunner:
             await asyncio.gather(*(writer.put(k, v) for k, v in lines))  # one group commit for the lot
 
         try:
-            asyncio.run(put_all())
+            asyncio.get_running_loop()
+        except RuntimeError:  # the usual case: no event loop in this thread
+            runner: Any = lambda: asyncio.run(put_all())  # noqa: E731
+        else:  # called from inside a running loop (a notebook, an async actor): a thread of its own
+            def runner() -> None:
+                failure: list[BaseException] = []
+
+                def target() -> None:
+                    try:
+                        asyncio.run(put_all())
+                    except BaseException as exc:  # re-raised below: the ledger must not be marked settled
+                        failure.append(exc)
+
+                thread = threading.Thread(target=target)
+                thread.start()
+                thread.join()
+                if failure:
+                    raise failure[0]
+        try:
+            runner()
         finally:
             writer.close()
 
