@@ -16,7 +16,8 @@ Answers are judged by the online rules (`answers.classify_choice`, `parse_messag
 results, permanent failures kept with their reason) and stored in the same response cache under the same keys, so
 the trace files cannot tell the modes apart (`cost_source` is "provider" or "price_table_batch"). A request that
 failed transiently (an `error` result, a non-trace answer, no result in an expired batch) goes into a later batch, up
-to `batch.max_rounds` batches; then its row fails with that reason and a re-run retries it.
+to `batch.max_rounds` batches; then its row fails with that reason and a re-run retries it. A batch that failed as a
+whole (a request that did not validate) is sent again in halves, down to the request that fails alone.
 
 `max_cost_usd`: a batch is submitted only if its worst case (every request's `max_tokens` at the batch price, prompts
 counted as one token per character, a bound) fits in what is left after what was paid and the worst case of the
@@ -443,6 +444,7 @@ class BatchRunner:
     def _submit(self, requests: list[dict], budget_left: float) -> tuple[tuple[str, dict] | None, list[dict]]:
         """Submit the longest prefix of `requests` that fits the provider's limits and the budget; (ledger, rest)."""
         limit = min(int(self.config["max_requests_per_batch"]), int(self.provider.max_requests))
+        limit = min(limit, int(requests[0].get("cap") or limit))  # the half of a batch that failed as a whole
         max_bytes = min(int(self.config["max_bytes_per_batch"]), int(self.provider.max_bytes)) - 4096
         chosen, bodies, size, worst = [], [], 0, 0.0
         for request in requests[:limit]:
@@ -526,10 +528,17 @@ class BatchRunner:
             running = self._wait(running, stop_on_event=True, until_any=True)
             ended = [ledger for item, ledger in ((i, i[1]) for i in before) if item not in running]
             for ledger in ended:  # requests to ask again: transient failures, truncated answers under `retry`
+                if ledger["status"] == "failed" and len(ledger["requests"]) > 1:
+                    # a batch fails as a whole when one request does not validate: its halves go again, as batches
+                    # of their own, until the bad request is alone (the halving costs no round)
+                    cap = math.ceil(len(ledger["requests"]) / 2)
+                    queue[:0] = [{**by_key[e["key"]], "round": int(e["round"]), "cap": cap}
+                                 for e in ledger["requests"]]
+                    continue
                 for entry in ledger["requests"]:
                     request, outcome = by_key[entry["key"]], self.outcome.get(entry["key"])
                     if isinstance(outcome, str) and int(entry["round"]) < rounds:
-                        queue.append({**request, "round": int(entry["round"]) + 1})
+                        queue.append({**request, "round": int(entry["round"]) + 1, "cap": None})
                     elif retry_policy and isinstance(outcome, dict) and outcome["finish_reason"] == "length" \
                             and request["max_tokens"] < int(teacher["retry_max_tokens_cap"]):
                         bigger = self._request(request["problem"], request["index"],
