@@ -32,7 +32,9 @@ Not guaranteed: a batch submitted by a driver killed before its ledger was writt
 but an older version or another tool) is not known; two generators on one cache at once may each submit the same
 request. After a stop (Ctrl-C or a budget stop), running batches are left running; their answers are collected, and
 paid for, by the next run. A provider that loses a batch's metadata defeats the lookup by tag; then the requests of a
-ledger with no id are sent again.
+ledger with no id are sent again. The driver holds this run's answers until the stage writes `traces.parquet` at the
+end (as the in-process online path does; the Ray Data path does not), so a very large batch run wants the problem set
+split into several runs. Wall time is the provider's: minutes to 24 hours per batch.
 """
 
 from __future__ import annotations

@@ -257,3 +257,17 @@ def test_config_refuses_batch_mode_without_an_implemented_endpoint():
 def test_provider_finds_nothing_for_an_unknown_tag(batches):
     server = batches()
     assert OpenRouterBatches(server.base_url, "k").find("no-such-tag") is None
+
+
+def test_cli_mode_batch_dry_run_prints_both_estimates(tmp_path, capsys):
+    from distill_ray.teacher.cli import generate_main
+
+    path = tmp_path / "P.jsonl"
+    path.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"question {i}"}) + "\n" for i in range(4)))
+    args = ["--base-url", "http://127.0.0.1:9/v1", "--model", R1, "--problems", str(path), "--output",
+            str(tmp_path / "o"), "--mode", "batch", "--price-out", "10"]
+    assert generate_main([*args, "--provider", "openrouter", "--dry-run"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["mode"] == "batch" and plan["est_cost_usd_batch"] == pytest.approx(plan["est_cost_usd"] / 2)
+    assert generate_main([*args, "--dry-run"]) == 2  # openai-compatible has no batch endpoint here
+    assert "batch endpoint" in capsys.readouterr().err
