@@ -223,28 +223,34 @@ generate_traces(make_problems("math", "train", 12, seed=5), "r1", config, sys.ar
 """
 
 
-def test_sigkill_between_submission_and_completion_then_resume_pays_nothing_twice(batches, problems, tmp_path):
-    server = batches(complete_after_s=3.0)
-    config = teacher(server.base_url, batch={"max_requests_per_batch": 5})
+@pytest.mark.parametrize("point", ["all_submitted", "one_settled_next_submitted"])
+def test_sigkill_between_submission_and_completion_then_resume_pays_nothing_twice(batches, problems, tmp_path,
+                                                                                 point):
+    """A real driver process SIGKILLed (its process group) at a point, then a resume in this process."""
+    server = batches(complete_after_s=2.0 if point == "all_submitted" else 0.5)
+    in_flight = 8 if point == "all_submitted" else 1
+    config = teacher(server.base_url, batch={"max_requests_per_batch": 5, "max_batches_in_flight": in_flight})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, config.model_dump_json(), str(tmp_path)], env=env,
                               start_new_session=True)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            submitted = [lg for lg in ledgers(tmp_path, server.base_url) if lg["state"] == "submitted"]
-            if len(submitted) == 3:
+            states = sorted(lg["state"] for lg in ledgers(tmp_path, server.base_url))
+            if (point == "all_submitted" and states == ["submitted"] * 3) or \
+                    (point != "all_submitted" and states == ["settled", "submitted"]):
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
-            pytest.fail("the driver never submitted its batches")
+            pytest.fail(f"the driver never reached {point}")
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    assert server.billed() == 0  # nothing had finished yet: the kill fell between submission and completion
+    billed_before = server.billed()
+    assert billed_before == (0 if point == "all_submitted" else 5)
     summary = run(problems, config, tmp_path)
-    assert summary["batches_settled_at_start"] == 3 and summary["ok"] == 12 and summary["paid"] == 0
-    assert server.billed() == 12 and server.duplicates() == {}
+    assert summary["batches_settled_at_start"] == 1 + (point == "all_submitted") * 2 and summary["ok"] == 12
+    assert server.billed() == 12 and server.duplicates() == {}  # 0 paid twice
 
 
 def test_config_refuses_batch_mode_without_an_implemented_endpoint():
