@@ -28,13 +28,15 @@ results). Only OpenRouter's is implemented (openrouter.ai/docs/guides/features/b
 Batches (`custom_id` + `params`, `processing_status`, a results JSONL stream) and OpenAI's Batch API (an uploaded
 JSONL file, `output_file_id`) fit behind the same four calls.
 
-Not guaranteed: a batch submitted by a driver killed before its ledger was written (impossible by construction here,
-but an older version or another tool) is not known; two generators on one cache at once may each submit the same
-request. After a stop (Ctrl-C or a budget stop), running batches are left running; their answers are collected, and
-paid for, by the next run. A provider that loses a batch's metadata defeats the lookup by tag; then the requests of a
-ledger with no id are sent again. The driver holds this run's answers until the stage writes `traces.parquet` at the
-end (as the in-process online path does; the Ray Data path does not), so a very large batch run wants the problem set
-split into several runs. Wall time is the provider's: minutes to 24 hours per batch.
+Not guaranteed: a batch submitted by a driver killed before its ledger was written (impossible by construction here, but
+an older version or another tool) is not known; two generators on one cache at once may each submit the same request.
+After a stop (Ctrl-C or a budget stop), running batches are left running; their answers are collected, and paid for, by
+the next run. A provider that loses a batch's metadata defeats the lookup by tag; then the requests of a ledger with no
+id are sent again. OpenRouter keeps a finished batch's results for 30 days (API reference, "Get batch results"):
+settling later than that finds none, and those requests go into a new batch (paid again). The driver holds this run's
+answers until the stage writes `traces.parquet` at the end (as the in-process online path does; the Ray Data path does
+not), so a very large batch run wants the problem set split into several runs. Wall time is the provider's: minutes to
+24 hours per batch.
 """
 
 from __future__ import annotations
@@ -274,11 +276,16 @@ class BatchRunner:
                 key = ledger["tag"]
                 if time.monotonic() < next_poll[key]:
                     continue
-                state = self._retry(lambda ledger=ledger: self.provider.status(ledger["batch_id"]))
+                try:
+                    state = self._retry(lambda ledger=ledger: self.provider.status(ledger["batch_id"]))
+                except BatchError as exc:
+                    if exc.status != 404:
+                        raise
+                    state = BatchState(ledger["batch_id"], "gone")  # deleted, or past the provider's retention
                 ledger["status"] = state.status
                 ledger["request_counts"] = {"total": state.total, "completed": state.completed,
                                             "failed": state.failed}
-                if state.status in TERMINAL:
+                if state.status in TERMINAL or state.status == "gone":
                     self._collect(path, ledger, state)
                     running.remove((path, ledger))
                     continue
@@ -309,13 +316,19 @@ class BatchRunner:
         wanted = {r["custom_id"]: r for r in ledger["requests"]}
         stores: list[tuple[str, dict]] = []
         seen = set()
-        if state.status != "failed":
-            for custom_id, response, error in self._retry(lambda: list(self.provider.results(ledger["batch_id"]))):
-                request = wanted.get(custom_id)
-                if request is None or custom_id in seen:
-                    continue
-                seen.add(custom_id)
-                stores.extend(self._judge(request, response, error, ledger))
+        results: list = []
+        if state.status not in ("failed", "gone"):
+            try:
+                results = self._retry(lambda: list(self.provider.results(ledger["batch_id"])))
+            except BatchError as exc:
+                if exc.status != 404:  # results gone: every request is without a result, and asked again
+                    raise
+        for custom_id, response, error in results:
+            request = wanted.get(custom_id)
+            if request is None or custom_id in seen:
+                continue
+            seen.add(custom_id)
+            stores.extend(self._judge(request, response, error, ledger))
         for custom_id, request in wanted.items():
             if custom_id not in seen:
                 reason = (f"batch_failed: batch {ledger['batch_id']} failed: {state.error}" if state.status == "failed"

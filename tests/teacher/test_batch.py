@@ -212,6 +212,24 @@ def test_a_crash_while_collecting_stores_once_and_pays_once(batches, problems, t
     assert open_ledgers(str(tmp_path / "cache"), namespace(server.base_url, R1)) == []
 
 
+def test_a_batch_the_provider_no_longer_has_frees_its_requests(batches, problems, tmp_path):
+    """Past the provider's result retention (or deleted): the ledger settles as gone and its requests go again."""
+    server = batches()
+    config = teacher(server.base_url)
+    runner = BatchRunner(config.model_dump() | {"name": "r1", "cache_url": server.base_url}, "", "", None)
+    entries = [{k: v for k, v in runner._request(p, 0, 2048).items() if k != "problem"} | {"problem_id": p["id"]}
+               for p in problems[:3]]
+    folder = ledger_dir(str(tmp_path / "cache"), namespace(server.base_url, R1))
+    os.makedirs(folder)
+    with open(os.path.join(folder, "old.json"), "w") as handle:
+        json.dump({"tag": "old", "state": "submitted", "batch_id": "batch_gone", "created": 0, "requests": entries,
+                   "worst_case_usd": 0.0, "price": {"input_per_mtok": 0, "output_per_mtok": 0, "factor": 0.5}},
+                  handle)
+    summary = run(problems, config, tmp_path, probe=False)
+    assert summary["batches_settled_at_start"] == 1 and summary["ok"] == 12 and summary["paid"] == 12
+    assert [lg["status"] for lg in ledgers(tmp_path, server.base_url) if lg["tag"] == "old"] == ["gone"]
+
+
 DRIVER = """
 import json, sys
 from distill_ray.config import TeacherConfig
