@@ -4,6 +4,7 @@
     runner = BatchRunner(teacher, cache_dir, ns, provider, stream=sys.stderr)
     runner.settle()                     # finish every batch an earlier (killed) run submitted; answers into the cache
     rows, snapshot = runner.run(items)  # the rest: sized batches, polled with backoff; one Trace row per sample
+    run_batch_parts(teacher, items, output_dir, ...)   # what generate_traces calls: rows as part files
 
 Nothing is paid twice. Each batch has a ledger, `<cache dir>/batches/<namespace>/<tag>.json`, written atomically
 (fsync'ed, directory too) *before* the POST, with the client-side tag that the batch also carries in its `metadata`;
@@ -33,10 +34,10 @@ an older version or another tool) is not known; two generators on one cache at o
 After a stop (Ctrl-C or a budget stop), running batches are left running; their answers are collected, and paid for, by
 the next run. A provider that loses a batch's metadata defeats the lookup by tag; then the requests of a ledger with no
 id are sent again. OpenRouter keeps a finished batch's results for 30 days (API reference, "Get batch results"):
-settling later than that finds none, and those requests go into a new batch (paid again). The driver holds this run's
-answers until the stage writes `traces.parquet` at the end (as the in-process online path does; the Ray Data path does
-not), so a very large batch run wants the problem set split into several runs. Wall time is the provider's: minutes to
-24 hours per batch.
+settling later than that finds none, and those requests go into a new batch (paid again). With `output_dir`, each
+settled batch's final rows are written as a part file at once and their texts dropped; the rows still open at the end
+(transient failures, stops) are returned; without it, `run` returns every row. Wall time is the provider's: minutes
+to 24 hours per batch.
 """
 
 from __future__ import annotations
@@ -213,8 +214,13 @@ class BatchRunner:
     """Sends one teacher's requests in batches and settles them into the response cache (driver side, no Ray)."""
 
     def __init__(self, teacher: dict, cache_dir: str, ns: str, provider: BatchProvider, *,
-                 stream: Any = None, stop_event: threading.Event | None = None, progress_interval_s: float = 2.0):
+                 stream: Any = None, stop_event: threading.Event | None = None, progress_interval_s: float = 2.0,
+                 output_dir: str | None = None):
         self.teacher, self.cache_dir, self.ns, self.provider = teacher, cache_dir, ns, provider
+        # set: each settled batch's final rows go to a part file there at once, and their texts leave memory
+        self.output_dir = output_dir
+        self.written: set[tuple[str, int]] = set()
+        self.written_rows = self.written_from_cache = 0
         self.config = teacher["batch"]
         self.stream, self.stop_event = stream, stop_event
         self.progress_interval_s = progress_interval_s
@@ -515,6 +521,8 @@ class BatchRunner:
         spent_before = float(teacher.get("spent_before_usd") or 0.0)
         queue = self._requests(items)
         by_key = {r["key"]: r for r in queue}
+        samples = {(it["problem"]["id"], int(sample["index"])): (it["problem"], sample)
+                   for it in items for sample in it["samples"]}
         running: list[tuple[str, dict]] = []
         stopped = ""
         rounds = int(self.config["max_rounds"])
@@ -542,6 +550,7 @@ class BatchRunner:
             before = list(running)
             running = self._wait(running, stop_on_event=True, until_any=True)
             ended = [ledger for item, ledger in ((i, i[1]) for i in before) if item not in running]
+            asked_again: set[str] = set()
             for ledger in ended:  # requests to ask again: transient failures, truncated answers under `retry`
                 if ledger["status"] == "failed" and len(ledger["requests"]) > 1:
                     # a batch fails as a whole when one request does not validate: its halves go again, as batches
@@ -549,22 +558,48 @@ class BatchRunner:
                     cap = math.ceil(len(ledger["requests"]) / 2)
                     queue[:0] = [{**by_key[e["key"]], "round": int(e["round"]), "cap": cap}
                                  for e in ledger["requests"]]
+                    asked_again.update(e["key"] for e in ledger["requests"])
                     continue
                 for entry in ledger["requests"]:
                     request, outcome = by_key[entry["key"]], self.outcome.get(entry["key"])
                     if isinstance(outcome, str) and int(entry["round"]) < rounds:
                         queue.append({**request, "round": int(entry["round"]) + 1, "cap": None})
+                        asked_again.add(entry["key"])
                     elif retry_policy and isinstance(outcome, dict) and outcome["finish_reason"] == "length" \
                             and request["max_tokens"] < int(teacher["retry_max_tokens_cap"]):
                         bigger = self._request(request["problem"], request["index"],
                                                int(teacher["retry_max_tokens_cap"]))
                         by_key[bigger["key"]] = bigger
                         queue.append(bigger)
+                        asked_again.add(entry["key"])
+            if self.output_dir is not None:
+                self._write_settled(ended, by_key, asked_again, samples)
         rows = self._rows(items, stopped, running)
         snapshot = {"totals": dict(self.totals), "errors": dict(self.errors), "stopped": stopped,
                     "batches": dict(self.counts)}
         self._progress(running, force=True)
         return rows, snapshot
+
+    def _write_settled(self, ended: list[dict], by_key: dict[str, dict], asked_again: set[str],
+                       samples: dict[tuple[str, int], tuple[dict, dict]]) -> None:
+        """Rows whose answer (or permanent verdict) just settled, as one part file; their texts then leave memory."""
+        rows = []
+        for ledger in ended:
+            for entry in ledger["requests"]:
+                key = entry["key"]
+                outcome = self.outcome.get(key)
+                if key in asked_again or not isinstance(outcome, dict):
+                    continue  # asked again, or a transient failure the end of the run reports
+                request = by_key[key]
+                problem, sample = samples[(request["problem"]["id"], int(request["index"]))]
+                rows.append(build_row(self.teacher, problem, int(request["index"]), outcome))
+                self.written.add((problem["id"], int(request["index"])))
+                self.outcome[key] = {"written": True}
+        if rows:
+            from distill_ray.teacher.parts import write_part
+
+            write_part(self.output_dir, rows)
+            self.written_rows += len(rows)
 
     def _rows(self, items: list[dict], stopped: str, running: list[tuple[str, dict]]) -> list[dict]:
         teacher = self.teacher
@@ -576,6 +611,8 @@ class BatchRunner:
             problem = item["problem"]
             for sample in item["samples"]:
                 index = int(sample["index"])
+                if (problem["id"], index) in self.written:
+                    continue
                 base_key = self._request(problem, index, max_tokens)["key"]
                 record: dict | str | None = sample.get("base") or self.outcome.get(base_key)
                 if isinstance(record, dict) and record.get("finish_reason") == "length":
@@ -616,12 +653,17 @@ def settle_batches(teacher: dict, cache_dir: str, ns: str, stream: Any = None) -
     return runner.settle()
 
 
-def run_batch_mode(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: Any,
-                   stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
-    """The batch counterpart of generate.py's runners (same arguments; the limiter does not apply to batches)."""
+def run_batch_parts(teacher: dict, items: list[dict], output_dir: str, cache_dir: str, ns: str, progress: Any,
+                    stop_event: threading.Event | None) -> tuple[int, int, dict]:
+    """Batch mode writing `part-*.parquet` into OUTPUT_DIR as batches settle (the driver keeps no trace text);
+    returns (rows written, rows of them from the cache, snapshot), as the Ray Data pipeline does."""
     from distill_ray.teacher.client import resolve_api_key
+    from distill_ray.teacher.parts import write_part
 
     runner = BatchRunner(teacher, cache_dir, ns, make_provider(teacher, resolve_api_key(teacher)),
                          stream=progress.stream if progress.interval_s else None, stop_event=stop_event,
-                         progress_interval_s=progress.interval_s or 2.0)
-    return runner.run(items)
+                         progress_interval_s=progress.interval_s or 2.0, output_dir=output_dir)
+    rest, snapshot = runner.run(items)
+    for start in range(0, len(rest), 1000):
+        write_part(output_dir, rest[start:start + 1000])
+    return runner.written_rows + len(rest), sum(1 for r in rest if r.get("from_cache")), snapshot

@@ -20,10 +20,11 @@ records as paid (answers, verdicts, and billed non-answers) is spent before this
 `CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
-With `teacher.mode == "batch"` the requests go through the provider's batch endpoint instead (`batch.py`: sized
-batches, a durable ledger per batch, results judged by the online rules into the same cache, at the batch price);
-the driver runs it, without Ray, and writes `traces.parquet` at the end. Whatever the mode, batches an earlier run
-submitted for this teacher are settled (polled until they end, answers stored) before the cache is read for work.
+With `teacher.mode == "batch"` the requests go through the provider's batch endpoint instead (`batch.py`: sized batches,
+a durable ledger per batch, results judged by the online rules into the same cache, at the batch price); the driver runs
+it, without Ray, writing `OUTPUT/part-*.parquet` as batches settle (it keeps no trace text). Whatever the mode, batches
+an earlier run submitted for this teacher are settled (polled until they end, answers stored) before the cache is read
+for work.
 
 On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
 items as a dataset, `map_batches` with an async `TeacherUDF` on `teacher.actors` actors sharing the limiter and the
@@ -53,7 +54,7 @@ from typing import Any
 
 from distill_ray.config import TeacherConfig
 from distill_ray.records import Problem
-from distill_ray.teacher.batch import open_ledgers, run_batch_mode, settle_batches
+from distill_ray.teacher.batch import open_ledgers, run_batch_parts, settle_batches
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
     STOP_REASONS,
@@ -400,7 +401,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             ray_mode = ray.is_initialized()
         except ImportError:
             ray_mode = False
-    streaming = ray_mode and pipeline == "data" and not dry_run and teacher.mode == "online"
+    # batch mode writes parts as its batches settle, like the Ray Data pipeline (the driver keeps no trace text)
+    streaming = not dry_run and (teacher.mode == "batch" or (ray_mode and pipeline == "data"))
     out_path = os.path.join(output_dir, OUTPUT_FILE)
     ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(output_dir, spec["model"], light=streaming)
@@ -482,13 +484,17 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             write_part(output_dir, fresh[start:start + 1000])
         from_cache = len(done_rows) + sum(1 for r in probe_rows if r.get("from_cache"))
         del fresh, done_rows, probe_rows
-        if items:
+        if items and teacher.mode == "batch":
+            n_new, new_cached, snapshot = run_batch_parts(spec, items, output_dir, cache_dir, ns, progress, stop_event)
+            from_cache += new_cached
+            snapshots.append(snapshot)
+        elif items:
             n_new, new_cached, snapshot = run_dataflow(spec, items, output_dir, cache_dir, ns, progress, stop_event,
                                                        limiter)
             from_cache += new_cached
             snapshots.append(snapshot)
     elif items:
-        runner = run_batch_mode if teacher.mode == "batch" else _run_ray if ray_mode else _run_local
+        runner = _run_ray if ray_mode else _run_local
         new_rows, snapshot = runner(spec, items, cache_dir, ns, progress, stop_event, limiter)
         snapshots.append(snapshot)
     snapshot = _merge_snapshots(snapshots)

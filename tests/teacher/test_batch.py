@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.request
 
-import pyarrow.parquet as pq
 import pytest
 
 from distill_ray.config import TeacherConfig
@@ -19,6 +18,7 @@ from distill_ray.teacher import batch as batch_mod
 from distill_ray.teacher import generate_traces
 from distill_ray.teacher.batch import BatchRunner, OpenRouterBatches, ledger_dir, open_ledgers
 from distill_ray.teacher.cache import namespace
+from distill_ray.teacher.parts import read_traces
 
 R1 = "deepseek/r1-sim"
 TEACHERS = {R1: {"style": "verbose", "correct_rate": 0.6}}
@@ -54,7 +54,7 @@ def run(problems, config, tmp_path, out="out", **kwargs):
 
 
 def rows(tmp_path, out="out"):
-    return pq.read_table(os.path.join(tmp_path, out, "traces.parquet")).to_pylist()
+    return read_traces(os.path.join(tmp_path, out))  # batch mode writes part files as batches settle
 
 
 def ledgers(tmp_path, base_url):
@@ -123,6 +123,8 @@ def test_batches_are_sized_to_the_limit(batches, problems, tmp_path):
     summary = run(problems, teacher(server.base_url, batch={"max_requests_per_batch": 5}), tmp_path, probe=False)
     sizes = sorted(len(ledger["requests"]) for ledger in ledgers(tmp_path, server.base_url))
     assert summary["ok"] == 12 and sizes == [2, 5, 5] and summary["batches"]["submitted"] == 3
+    parts = [n for n in os.listdir(tmp_path / "out") if n.startswith("part-")]
+    assert len(parts) == 3  # one part file per settled batch: the driver keeps no trace text
 
 
 def test_failed_requests_go_into_a_later_batch(batches, problems, tmp_path):
