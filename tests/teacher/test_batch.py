@@ -120,7 +120,8 @@ def test_batch_mode_costs_half_and_stores_what_online_stores(batches, server_fac
 
 def test_batches_are_sized_to_the_limit(batches, problems, tmp_path):
     server = batches()
-    summary = run(problems, teacher(server.base_url, batch={"max_requests_per_batch": 5}), tmp_path, probe=False)
+    config = teacher(server.base_url, batch={"max_requests_per_batch": 5, "max_batches_in_flight": 1})
+    summary = run(problems, config, tmp_path, probe=False)
     sizes = sorted(len(ledger["requests"]) for ledger in ledgers(tmp_path, server.base_url))
     assert summary["ok"] == 12 and sizes == [2, 5, 5] and summary["batches"]["submitted"] == 3
     parts = [n for n in os.listdir(tmp_path / "out") if n.startswith("part-")]
