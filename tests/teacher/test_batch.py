@@ -16,7 +16,8 @@ from distill_ray.config import TeacherConfig
 from distill_ray.problems.builtin import make_problems
 from distill_ray.teacher import batch as batch_mod
 from distill_ray.teacher import generate_traces
-from distill_ray.teacher.batch import BatchRunner, OpenRouterBatches, ledger_dir, open_ledgers
+from distill_ray.teacher.batch import BatchRunner, ledger_dir, open_ledgers
+from distill_ray.teacher.batch_api import OpenRouterBatches
 from distill_ray.teacher.cache import namespace
 from distill_ray.teacher.parts import read_traces
 
