@@ -174,8 +174,10 @@ def test_budget_holds_on_the_worst_case(server_factory, problems, tmp_path):
     assert plan["est_cost_usd_batch"] == pytest.approx(plan["est_cost_usd"] / 2, rel=1e-6)
 
 
-def test_a_lost_batch_id_is_found_by_its_tag(batches, problems, tmp_path, monkeypatch):
-    """Killed between the POST and recording its id: the resume finds the batch by its tag and sends nothing again."""
+@pytest.mark.parametrize("resume_mode", ["batch", "online"])
+def test_a_lost_batch_id_is_found_by_its_tag(batches, problems, tmp_path, monkeypatch, resume_mode):
+    """Killed between the POST and recording its id: the resume (in either mode) finds the batch by its tag and sends
+    nothing again, by batch or online."""
     server = batches()
     config = teacher(server.base_url)
 
@@ -191,9 +193,10 @@ def test_a_lost_batch_id_is_found_by_its_tag(batches, problems, tmp_path, monkey
     monkeypatch.setattr(batch_mod, "_write_ledger", real_write)
     (planned,) = ledgers(tmp_path, server.base_url)
     assert planned["state"] == "planned" and planned["batch_id"] is None
-    summary = run(problems, config, tmp_path, probe=False)
+    summary = run(problems, config.model_copy(update={"mode": resume_mode}), tmp_path, probe=False)
     assert summary["batches_settled_at_start"] == 1 and summary["paid"] == 0 and summary["ok"] == 12
     assert server.counters()["faults"]["batch_answered"] == 12 and server.duplicates() == {}
+    assert server.billed() == 12  # nothing online either
 
 
 def test_a_crash_while_collecting_stores_once_and_pays_once(batches, problems, tmp_path, monkeypatch):
