@@ -50,7 +50,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from distill_ray.experiment import read_json, write_json
+from distill_ray.files import read_json, write_json
 from distill_ray.teacher.answers import build_row, classify_choice, failure_record, parse_message
 from distill_ray.teacher.batch_api import (
     BatchError,
@@ -69,12 +69,7 @@ def ledger_dir(cache_dir: str, ns: str) -> str:
 
 
 def _write_ledger(path: str, ledger: dict) -> None:
-    write_json(path, ledger)
-    fd = os.open(os.path.dirname(path), os.O_RDONLY)  # the rename itself must survive a power cut too
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_json(path, ledger)  # atomic: tmp file, fsync, rename, fsync of the folder (files.py)
 
 
 def open_ledgers(cache_dir: str, ns: str) -> list[tuple[str, dict]]:

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
 from distill_ray.teacher import batch as batch_mod
 from distill_ray.teacher import generate_traces
 from distill_ray.teacher.batch import BatchRunner, ledger_dir, open_ledgers
@@ -240,7 +240,7 @@ def test_a_batch_the_provider_no_longer_has_frees_its_requests(batches, problems
 DRIVER = """
 import json, sys
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
+from distill_ray.builtin_problems import make_problems
 from distill_ray.teacher import generate_traces
 config = TeacherConfig(**json.loads(sys.argv[1]))
 generate_traces(make_problems("math", "train", 12, seed=5), "r1", config, sys.argv[2] + "/out",
