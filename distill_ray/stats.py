@@ -151,4 +151,5 @@ def seed_item_bootstrap(a: Sequence[Mapping[str, bool]], b: Sequence[Mapping[str
             - np.einsum("rs,si,ri->r", seed_b, matrix_b, item_w))
     tail = (1 - level) / 2
     low, high = np.quantile(boot, [tail, 1 - tail])
-    return diff, float(low), float(high), n
+    # rounded so a sum that is 0 up to float error does not print as -0.0
+    return diff, round(float(low), 12) + 0.0, round(float(high), 12) + 0.0, n
