@@ -27,7 +27,7 @@ from distill_ray.report.analysis import SPLIT_SEED, columns, compare, summary_ro
 from distill_ray.report.costs import costs_section, gain_costs, trace_costs
 from distill_ray.report.data import benchmark_info, load_experiment
 from distill_ray.report.plots import plot_curves, plot_replicates
-from distill_ray.report.replicates import replicates_json, replicates_section
+from distill_ray.report.replicates import RESAMPLES, replicates_json, replicates_section
 from distill_ray.report.tables import (
     cap_share,
     cross_domain_table,
@@ -296,7 +296,8 @@ def write_report(exp_dir: str) -> str:
         {"trials": data["rows"], "base": data["base"], "traces": data["traces"], "comparisons": log.rows,
          "replicates": replicates_json(data), "costs": {"traces": trace_costs(data), "gains": gain_costs(data)},
          "method": {"interval": "Newcombe method 10 (paired)", "test": "exact McNemar, two-sided",
-                    "split_seed": SPLIT_SEED}}, h, indent=1))
+                    "split_seed": SPLIT_SEED, "replicates": f"seed x item percentile bootstrap, {RESAMPLES} "
+                    "resamples, rng seed 0 (stats.seed_item_bootstrap)"}}, h, indent=1))
     path = os.path.join(exp_dir, "report.md")
     _atomic(path, lambda h: h.write("\n".join(lines)))
     return path
