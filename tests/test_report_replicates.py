@@ -150,9 +150,20 @@ def test_teacher_difference_over_seeds_and_items(experiment):
     table = _table(text, "#### Teacher vs teacher over seeds and items")
     assert table[0] == ["Comparison", "At", "Benchmark", "A − B [95% seed x item bootstrap]", "seeds A / B", "items"]
     rows = {(r[1], r[2]): r for r in table[1:]}
-    assert set(rows) == {("best MBPP+ per seed", "MATH-500"), ("best MBPP+ per seed", "MBPP+"),
-                         ("step 100", "MATH-500"), ("step 100", "MBPP+"), ("step 200", "MATH-500"),
-                         ("step 200", "MBPP+")}
+    # every row: sonnet's and r1's correct counts per seed (0, 1, 2) at the compared checkpoints
+    expected = {("best MBPP+ per seed", "MBPP+"): ((9, 8, 8), (6, 7, 6)),
+                ("best MBPP+ per seed", "MATH-500"): ((10, 9, 9), (8, 8, 7)),
+                ("step 100", "MBPP+"): ((6, 7, 8), (5, 4, 6)), ("step 100", "MATH-500"): ((9, 8, 9), (7, 6, 7)),
+                ("step 200", "MBPP+"): ((9, 8, 8), (6, 7, 5)), ("step 200", "MATH-500"): ((10, 9, 11), (8, 8, 9))}
+    assert set(rows) == set(expected)
+    for (at, bench), (ks_a, ks_b) in expected.items():
+        make = _code_verdicts if bench == "MBPP+" else _math_verdicts
+        d, low, high, n = seed_item_bootstrap([make(k) for k in ks_a], [make(k) for k in ks_b], resamples=4000)
+        assert d == pytest.approx((sum(ks_a) - sum(ks_b)) / 3 / (10 if bench == "MBPP+" else 20))
+        assert rows[(at, bench)] == [
+            "sonnet code − r1 code", at, bench,
+            f"{100 * d:+.1f}pp [{100 * low:+.1f}, {100 * high:+.1f}]" + (" ~" if low <= 0 <= high else ""), "3 / 3",
+            str(n)]
     # at each seed's best MBPP+ checkpoint: sonnet s200 9, s200 8, s100 8; r1 s200 6, s200 7, s100 6 (of 10)
     d, low, high, n = seed_item_bootstrap([_code_verdicts(k) for k in (9, 8, 8)],
                                           [_code_verdicts(k) for k in (6, 7, 6)], resamples=4000)
