@@ -375,16 +375,14 @@ def run_base_plus(pairs: list[tuple[str, dict[str, Any]]], pool: SandboxPool, tr
     """The one MBPP+ judge both `score mbppplus` and the sweep use: per (program, task), the base and plus statuses
     ("pass", "fail" or "timeout"; plus None when base_only), the per-input details and whether the sandbox itself
     failed twice (`infra_error`, an infrastructure problem rather than the program's)."""
-    jobs, index, expected_s = [], [], []
+    jobs, index = [], []
     for n, (code, task) in enumerate(pairs):
         for split in ("base",) if base_only else ("base", "plus"):
-            times = truth[task["task_id"]][split + "_time"]
-            limits = [max(MIN_TIME_LIMIT, GT_TIME_LIMIT_FACTOR * t) for t in times]
+            limits = [max(MIN_TIME_LIMIT, GT_TIME_LIMIT_FACTOR * t) for t in truth[task["task_id"]][split + "_time"]]
             jobs.append((_call_job(code, task, task[split + "_input"], limits),
                          SandboxLimits(wall_s=min(MAX_RUN_WALL_S, sum(limits)) + 1.0)))
             index.append((n, split))
-            expected_s.append(sum(times))
-    runs = _run_longest_first(pool, jobs, expected_s)
+    runs = _run_all(pool, jobs)
     out = [{"base_status": None, "plus_status": None, "base_details": [], "plus_details": [], "infra_error": False}
            for _ in pairs]
     for position, ((n, split), run) in enumerate(zip(index, runs)):
@@ -511,19 +509,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _run_longest_first(pool: SandboxPool, jobs: list[tuple[dict[str, Any], SandboxLimits]],
-                       expected_s: list[float]) -> list[Any]:
-    """Run the jobs on the pool's workers, the longest expected (ground-truth time) first, so one slow task does not
-    start last and leave the other workers idle while it runs; results in the jobs' order."""
+def _run_all(pool: SandboxPool, jobs: list[tuple[dict[str, Any], SandboxLimits]]) -> list[Any]:
     from concurrent.futures import ThreadPoolExecutor
 
-    order = sorted(range(len(jobs)), key=lambda i: -expected_s[i])
     with ThreadPoolExecutor(pool.size) as executor:
-        done = list(executor.map(lambda i: pool.run(*jobs[i]), order))
-    runs: list[Any] = [None] * len(jobs)
-    for i, run in zip(order, done):
-        runs[i] = run
-    return runs
+        return list(executor.map(lambda item: pool.run(*item), jobs))
 
 
 def summarize(eval_out: dict[str, list[dict[str, Any]]], base_only: bool = False) -> dict[str, Any]:
