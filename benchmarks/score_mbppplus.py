@@ -107,13 +107,16 @@ def main() -> None:
             # computes and caches truth
             warm_theirs = run_evalplus(dataset_jsonl, samples, args.workers, args.evalplus_max_memory_bytes)
         runs: dict[str, list[dict]] = {"ours": [], "evalplus": [], "baseline": []}
-        for _ in range(args.repeats):
-            runs["ours"].append(timed(lambda: run_ours(dataset_jsonl, samples, ours_out, cache, args.workers)))
-            if args.baseline_root:
-                runs["baseline"].append(timed(lambda: run_ours(dataset_jsonl, samples, ours_out + ".baseline",
-                                                               cache, args.workers, args.baseline_root)))
-            runs["evalplus"].append(timed(lambda: run_evalplus(dataset_jsonl, samples, args.workers,
-                                                               args.evalplus_max_memory_bytes)))
+        sides: list[tuple[str, Callable[[], float]]] = [
+            ("ours", lambda: run_ours(dataset_jsonl, samples, ours_out, cache, args.workers)),
+            ("evalplus", lambda: run_evalplus(dataset_jsonl, samples, args.workers, args.evalplus_max_memory_bytes))]
+        if args.baseline_root:
+            sides.insert(1, ("baseline", lambda: run_ours(dataset_jsonl, samples, ours_out + ".baseline", cache,
+                                                          args.workers, args.baseline_root)))
+        for repeat in range(args.repeats):
+            # the order rotates each repeat: under a load that rises or falls, no side always goes first
+            for name, run in sides[repeat % len(sides):] + sides[:repeat % len(sides)]:
+                runs[name].append(timed(run))
         ours_s = statistics.median(r["s"] for r in runs["ours"])
         theirs_s = statistics.median(r["s"] for r in runs["evalplus"])
         baseline_s = statistics.median(r["s"] for r in runs["baseline"]) if runs["baseline"] else None
