@@ -19,7 +19,7 @@ Layout of `storage/name` (every path below has one function here; no other modul
     trials/<trial>/eval/step-N/scores.json  one checkpoint's scores (+ responses.jsonl, worker.json)
     trials/<trial>/results.jsonl            one records.TrialRow per checkpoint; done.json (records.TrialDone)
     tune/                                   Ray Tune's experiment state (ResultGrid)
-    report.md, results.csv, results.json, curves-*.png    the report (distill_ray.report)
+    report.md, results.csv, results.json, curves-*.png, replicates-*.png    the report (distill_ray.report)
 
 A folder's `done.json` (a `scores.json` for an evaluation) is written last, atomically: a stage whose marker exists
 is finished and never redone; one without it is redone from its own resumable state.

@@ -53,8 +53,10 @@ def plan_sweep(sweep: SweepConfig) -> dict:
             "est_prompt_tokens": requests * est_in, "est_completion_tokens": requests * est_out,
             "est_cost_usd": round(requests * (est_in * t.price.input_per_mtok + est_out * t.price.output_per_mtok)
                                   / 1e6, 2),
-            "max_cost_usd": t.max_cost_usd,
+            "max_cost_usd": t.max_cost_usd, "mode": t.mode,
         }
+        # both modes' estimates, whichever the teacher uses: batch at the provider's batch price (typically half)
+        teachers[name]["est_cost_usd_batch"] = round(teachers[name]["est_cost_usd"] * t.batch.price_factor, 2)
     per_trial = []
     for trial in trials:
         config = trial_config(sweep, trial["extra"])
