@@ -103,7 +103,8 @@ def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, doma
     if generation_done(marker):
         return ex.read_json(marker)
     summary = generate_traces(problems, teacher_name, teacher, os.path.join(folder, "raw"),
-                              cache_dir=ex.cache_dir(exp_dir, "teacher"))
+                              cache_dir=ex.cache_dir(exp_dir, "teacher"),
+                              progress_file=ex.generation_progress_file(exp_dir, teacher_name, domain))
     record_generation(marker, summary)  # only a complete stage is marked done; else GenerationIncomplete
     return summary
 
@@ -146,14 +147,22 @@ def evaluate_base(sweep: SweepConfig, exp_dir: str, student_name: str, benchmark
                                allow_network_risk=sweep.allow_network_risk)
 
 
-def run_shared_stages(sweep: SweepConfig, exp_dir: str) -> dict[str, Any]:
-    """Benchmarks, problems per domain, traces and verification per (teacher, domain)."""
+def run_shared_stages(sweep: SweepConfig, exp_dir: str, clock: Any = None) -> dict[str, Any]:
+    """Benchmarks, problems per domain, traces and verification per (teacher, domain); each a phase of `clock`
+    (distill_ray.profile.PhaseClock) when given."""
+    import contextlib
     import itertools
 
-    benchmarks = prepare_benchmarks(sweep, exp_dir)
-    problems = {d: prepare_problems(sweep, exp_dir, d, benchmarks) for d in sweep.grid.domains}
+    def phase(name: str) -> Any:
+        return clock.phase(name) if clock is not None else contextlib.nullcontext()
+
+    with phase("benchmarks"):
+        benchmarks = prepare_benchmarks(sweep, exp_dir)
+    with phase("problems"):
+        problems = {d: prepare_problems(sweep, exp_dir, d, benchmarks) for d in sweep.grid.domains}
     traces = {}
     for teacher, domain in itertools.product(sweep.grid.teachers, sweep.grid.domains):
-        traces[(teacher, domain)] = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher], domain,
-                                                        problems[domain])
+        with phase(f"traces {teacher}/{domain} (generate + verify)"):
+            traces[(teacher, domain)] = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher],
+                                                            domain, problems[domain])
     return {"benchmarks": benchmarks, "traces": traces}
