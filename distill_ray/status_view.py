@@ -59,8 +59,10 @@ def status_lines(status: dict[str, Any]) -> list[str]:
     return lines
 
 
-def print_status(status: dict[str, Any], stream: IO[str] | None = None, bars: bool | None = None) -> None:
-    """Progress bars (rich) when `stream` is a terminal (or `bars=True`), else status_lines."""
+def print_status(status: dict[str, Any], stream: IO[str] | None = None, bars: bool | None = None,
+                 width: int | None = None) -> None:
+    """Progress bars (rich) when `stream` is a terminal (or `bars=True`), else status_lines. `width`: the bars'
+    console width (default: the terminal's)."""
     stream = stream or sys.stdout
     if bars is None:
         bars = stream.isatty()
@@ -71,17 +73,18 @@ def print_status(status: dict[str, Any], stream: IO[str] | None = None, bars: bo
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    console = Console(file=stream)
+    console = Console(file=stream, width=width)
     console.print(f"[bold]{status['name']}[/bold]  " + "  ".join(f"{k}: {v}" for k, v in status["stages"].items()))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+    progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), TaskProgressColumn(),
                         TextColumn("{task.fields[info]}"), console=console, auto_refresh=False)
     for t in status["teachers"]:
         progress.add_task(f"{t['teacher']}/{t['domain']}", total=t["rows_total"] or None, completed=t["rows_done"],
-                          info=f"{_dollars(t)}  {t['failures']} failed  left {_duration(t['seconds_left'])}")
+                          info=f"left {_duration(t['seconds_left'])}  {_dollars(t)}  {t['failures']} failed")
     for t in status["trials"]:
         progress.add_task(t["trial"], total=t["steps"], completed=t["step"],
-                          info=f"scored step {t['last_scored_step']}: {_scores(t['scores'])}  "
-                               f"left {_duration(t['seconds_left'])}")
+                          info=f"left {_duration(t['seconds_left'])}  scored "
+                               + (f"step {t['last_scored_step']}: {_scores(t['scores'])}"
+                                  if t["last_scored_step"] is not None else "-"))
     console.print(progress.get_renderable())
     for line in status_lines(status)[1 + len(status["teachers"]) + len(status["trials"]):]:
         console.print(line.strip(), highlight=False)
