@@ -47,10 +47,16 @@ def benchmark_script():
     return load
 
 
+# A key-shaped value the smoke run's environment holds: no tracking output may contain it (tests/test_tracking.py).
+FAKE_SECRET = "sk-or-v1-cockpit-fake-0123456789abcdef"
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """sweeps/smoke.yaml run once per session on a local Ray of 2 CPUs: (sweep, run_sweep's summary). Tests read it;
-    a test that rewrites files works on its own copy of summary["experiment_dir"]."""
+    a test that rewrites files works on its own copy of summary["experiment_dir"]. Tracking is on (an MLflow file
+    store and W&B offline, both inside the experiment), the status view prints every 2 s, and a fake API key sits in
+    the environment."""
     import ray
 
     from distill_ray.config import load_sweep
@@ -58,10 +64,19 @@ def smoke_run(tmp_path_factory):
 
     storage = tmp_path_factory.mktemp("smoke")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sweep = load_sweep(os.path.join(root, "sweeps", "smoke.yaml"), [f"storage={storage}"])
+    sweep = load_sweep(os.path.join(root, "sweeps", "smoke.yaml"), [
+        f"storage={storage}", "tracking.mlflow.experiment_name=smoke-tests", "tracking.wandb.project=smoke-tests",
+        "status_interval_s=2"])
+    saved = {k: os.environ.get(k) for k in ("OPENROUTER_API_KEY", "WANDB_SILENT")}
+    os.environ.update(OPENROUTER_API_KEY=FAKE_SECRET, WANDB_SILENT="true")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = run_sweep(sweep)
     finally:
         ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return sweep, summary
