@@ -51,6 +51,12 @@ def benchmark_script():
 FAKE_SECRET = "sk-or-v1-cockpit-fake-0123456789abcdef"
 
 
+@pytest.fixture
+def fake_secret() -> str:
+    """The fake API key the smoke run's environment holds (see smoke_run)."""
+    return FAKE_SECRET
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """sweeps/smoke.yaml run once per session on a local Ray of 2 CPUs: (sweep, run_sweep's summary). Tests read it;

@@ -7,7 +7,6 @@ import os
 import struct
 
 import pytest
-from conftest import FAKE_SECRET
 
 from distill_ray import experiment as ex
 from distill_ray.config import ConfigError, load_sweep
@@ -98,14 +97,14 @@ def test_wandb_offline_runs_have_every_checkpoint_row(smoke_run):
             assert logged == pytest.approx([float(r[key]) for r in rows]), key
 
 
-def test_no_secret_reaches_any_tracking_output(smoke_run):
+def test_no_secret_reaches_any_tracking_output(smoke_run, fake_secret):
     _, summary = smoke_run
     exp = summary["experiment_dir"]
     files = [p for p in glob.glob(os.path.join(ex.tracking_dir(exp), "**", "*"), recursive=True) if os.path.isfile(p)]
     assert len(files) > 10
     for path in files:
         with open(path, "rb") as handle:
-            assert FAKE_SECRET.encode() not in handle.read(), path
+            assert fake_secret.encode() not in handle.read(), path
 
 
 def test_a_missing_package_is_a_config_error_naming_the_key(monkeypatch):
