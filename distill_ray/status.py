@@ -104,7 +104,7 @@ def _trial_row(exp_dir: str, trial: dict[str, Any], steps: int) -> dict[str, Any
     }
     if ex.is_done(folder):
         row["state"] = DONE
-        row["step"] = steps
+        row["step"], row["seconds_left"] = steps, 0.0
     elif progress or persisted:
         row["state"] = RUNNING
         trained = progress.get("step", 0) - progress.get("started_step", 0)

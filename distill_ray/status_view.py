@@ -56,6 +56,8 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         lines.append(f"  pool {student}: {pool['queued']} queued; base {_scores(base) if base else 'not scored'}")
     label = "finished" if status["finished"] else "estimated end"
     lines.append(f"  {label}: {_clock(status['estimated_end'])}")
+    if status.get("profile"):
+        lines.append("  time: " + ", ".join(f"{r['phase']} {r['seconds']:.0f} s" for r in status["profile"]))
     return lines
 
 

@@ -57,6 +57,43 @@ def fake_secret() -> str:
     return FAKE_SECRET
 
 
+_SMOKE_STATUSES: list[dict] = []
+
+
+class _StatusWatcher:
+    """Reads `distill-ray status` of an experiment every second from a thread, as a user beside the job would."""
+
+    def __init__(self, exp_dir: str) -> None:
+        import threading
+
+        self.exp_dir, self.statuses = exp_dir, []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from distill_ray.status import read_status
+
+        while not self.stop.wait(1.0):
+            try:
+                self.statuses.append(read_status(self.exp_dir))
+            except FileNotFoundError:
+                pass  # sweep.json not written yet
+
+    def __enter__(self) -> "_StatusWatcher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+@pytest.fixture(scope="session")
+def smoke_run_statuses(smoke_run) -> list[dict]:
+    """The status of the session's smoke sweep read every second while it ran (read_status's dicts, in order)."""
+    return list(_SMOKE_STATUSES)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """sweeps/smoke.yaml run once per session on a local Ray of 2 CPUs: (sweep, run_sweep's summary). Tests read it;
@@ -76,10 +113,13 @@ def smoke_run(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in ("OPENROUTER_API_KEY", "WANDB_SILENT")}
     os.environ.update(OPENROUTER_API_KEY=FAKE_SECRET, WANDB_SILENT="true")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    watcher = _StatusWatcher(sweep.experiment_dir())
     try:
-        summary = run_sweep(sweep)
+        with watcher:
+            summary = run_sweep(sweep)
     finally:
         ray.shutdown()
+        _SMOKE_STATUSES[:] = watcher.statuses
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -142,7 +142,7 @@ def test_finished_smoke_sweep_status_equals_its_results(smoke_run):
     assert status["profile"] == summary["profile"] and status["estimated_end"] == summary["finished"]
     for row in status["trials"]:
         results = ex.read_jsonl(ex.results_file(exp, row["trial"]))
-        assert row["state"] == "done" and row["step"] == sweep.training.steps
+        assert row["state"] == "done" and row["step"] == sweep.training.steps and row["seconds_left"] == 0
         assert row["last_scored_step"] == results[-1]["step"]
         assert row["scores"] == {b.name: results[-1][f"{b.name}/accuracy"] for b in sweep.evaluation.benchmarks}
         assert ex.read_json(ex.train_progress_file(exp, row["trial"]))["step"] == sweep.training.steps
@@ -152,3 +152,19 @@ def test_finished_smoke_sweep_status_equals_its_results(smoke_run):
         progress = ex.read_json(ex.generation_progress_file(exp, row["teacher"], row["domain"]))
         assert progress["rows_done"] == progress["rows_total"] == generated["rows"]
     assert status["pools"] == {s: {"queued": 0} for s in sweep.grid.students}
+    assert status_lines(status)[-1].startswith("  time: ") and "trials (train + evaluate)" in status_lines(status)[-1]
+
+
+def test_status_read_while_the_smoke_sweep_ran(smoke_run, smoke_run_statuses):
+    sweep, summary = smoke_run
+    statuses = smoke_run_statuses
+    assert len(statuses) > 10 and not any(s["finished"] for s in statuses)
+    mid = [s for s in statuses if s["stages"]["train+evaluate"] == "running"]
+    assert mid, "no read saw the trials running"
+    # a trial between its first step and its last, and a scored checkpoint before the end
+    assert any(0 < t["step"] < sweep.training.steps for s in mid for t in s["trials"])
+    assert any(t["last_scored_step"] == sweep.training.checkpoint_every for s in mid for t in s["trials"])
+    assert all(s["teachers"][0]["cost_usd"] > 0 for s in mid)  # generation was paid for before any trial ran
+    for name in (t["name"] for t in grid_trials(sweep)):  # a trial's step never goes back
+        steps = [t["step"] for s in statuses for t in s["trials"] if t["trial"] == name]
+        assert steps == sorted(steps)
