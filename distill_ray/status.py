@@ -14,7 +14,9 @@ evaluation pool the checkpoints persisted but not scored yet (its queue); an est
 
 Not guaranteed: "running" means "has progress on disk and no marker": a crashed stage reads as running until the
 sweep is resumed (`updated` says how old its figures are). Rates and times left assume the recent pace holds; the
-estimated end assumes waiting trials take as long as the finished ones and run `max_concurrent_trials` at a time. The
+estimated end assumes waiting trials take as long as the running ones and run `max_concurrent_trials` at a time.
+While generation runs, `failures` counts every failed request so far, retried ones included (the permanent ones are
+known only when the stage ends). The
 per-teacher dollars of a finished stage are those of its last run (a resumed stage's earlier spending is in
 `spent_before_usd`).
 """
