@@ -75,8 +75,10 @@ def _wandb_callback(sweep: SweepConfig, exp_dir: str) -> Any:
 
     config = sweep.tracking.wandb
     os.makedirs(wandb_dir(exp_dir), exist_ok=True)
+    # Tune waits up to upload_timeout at the experiment's end for each trial's W&B actor to finish; an offline run
+    # uploads nothing, so a stuck actor must not hold the sweep for Tune's default 30 minutes
     return KeylessWhenOffline(project=config.project, group=config.group or sweep.name, mode=config.mode,
-                              dir=wandb_dir(exp_dir))
+                              dir=wandb_dir(exp_dir), upload_timeout=1800 if config.mode == "online" else 120)
 
 
 def tracking_callbacks(sweep: SweepConfig, exp_dir: str) -> list[Any]:
