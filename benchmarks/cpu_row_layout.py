@@ -54,7 +54,7 @@ def main() -> None:
 
     from distill_ray import experiment as ex
     from distill_ray.config import sweep_from_dict
-    from distill_ray.stages import training_examples
+    from distill_ray.stages.verify import training_examples
 
     sweep = sweep_from_dict(ex.read_json(ex.sweep_file(args.experiment)), ex.sweep_file(args.experiment))
     student = sweep.students[args.student or sweep.grid.students[0]]

@@ -31,39 +31,28 @@ import threading
 
 from pydantic import ValidationError
 
-
-class InputError(ValueError):
-    pass
+from distill_ray.files import InputError, iter_jsonl
 
 
 def read_problems(path: str) -> list[dict]:
     """P.jsonl rows as problems; InputError names the file, line and field of the first bad row."""
     if not os.path.isfile(path):
-        raise InputError(f"{path}: file not found")
+        raise InputError(path, "file not found")
     problems, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{number}: not valid JSON ({exc.args[0] if exc.args else exc})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: a row must be a JSON object")
-            if "id" not in row or not isinstance(row["id"], (str, int)) or str(row["id"]) == "":
-                raise InputError(f"{path}:{number}: field 'id': missing or not a non-empty string/integer")
-            if not isinstance(row.get("prompt"), str) or not row["prompt"]:
-                raise InputError(f"{path}:{number}: field 'prompt': missing or not a non-empty string")
-            problem_id = str(row["id"])
-            if problem_id in seen:
-                raise InputError(f"{path}:{number}: field 'id': {problem_id!r} already used on line {seen[problem_id]}")
-            seen[problem_id] = number
-            problems.append({"id": problem_id, "domain": str(row.get("domain", "")), "prompt": row["prompt"],
-                             "answer": str(row.get("answer", "")), "tests": str(row.get("tests", "")),
-                             "source": path, "split": "train"})
+    for number, row in iter_jsonl(path):
+        if "id" not in row or not isinstance(row["id"], (str, int)) or str(row["id"]) == "":
+            raise InputError(path, "missing or not a non-empty string/integer", number, "id")
+        if not isinstance(row.get("prompt"), str) or not row["prompt"]:
+            raise InputError(path, "missing or not a non-empty string", number, "prompt")
+        problem_id = str(row["id"])
+        if problem_id in seen:
+            raise InputError(path, f"{problem_id!r} already used on line {seen[problem_id]}", number, "id")
+        seen[problem_id] = number
+        problems.append({"id": problem_id, "domain": str(row.get("domain", "")), "prompt": row["prompt"],
+                         "answer": str(row.get("answer", "")), "tests": str(row.get("tests", "")),
+                         "source": path, "split": "train"})
     if not problems:
-        raise InputError(f"{path}: no problems (the file is empty)")
+        raise InputError(path, "no problems (the file is empty)")
     return problems
 
 

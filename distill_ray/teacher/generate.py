@@ -37,7 +37,6 @@ the whole output in memory until the final write; every path loads the cache's r
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import sys
@@ -48,6 +47,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distill_ray.config import TeacherConfig
+from distill_ray.files import write_json
 from distill_ray.records import Problem
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
@@ -202,20 +202,12 @@ class _Progress:
               f"{totals.get('requests', 0) / elapsed:.1f} req/s | {tokens} tokens | "
               f"${totals.get('cost_usd', 0.0):.4f} | errors: {errs}", file=self.stream, flush=True)
         if self.progress_file:
-            _write_json_atomically(self.progress_file, {
+            write_json(self.progress_file, {
                 "teacher": self.name, "rows_total": self.total, "rows_done": self.already + done,
                 "requests": int(totals.get("requests", 0)), "cost_usd": float(totals.get("cost_usd", 0.0)),
                 "spent_before_usd": float(self.budget.get("spent_before_usd", 0.0)),
                 "max_cost_usd": self.budget.get("max_cost_usd"), "errors": dict(errors),
-                "elapsed_s": round(elapsed, 3), "updated": time.time()})
-
-
-def _write_json_atomically(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+                "elapsed_s": round(elapsed, 3), "updated": time.time()}, indent=None)
 
 
 def _chunks(items: deque, units: int) -> list[dict]:

@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from distill_ray.problems.builtin import simulated_response
+from distill_ray.builtin_problems import simulated_response
 from distill_ray.teacher.openrouter_sim import OpenRouterProfile
 
 SAMPLE_INDEX_HEADER = "x-distill-sample-index"

@@ -547,10 +547,24 @@ def run_training(dataset: str, student, training, ctx: Context) -> dict:
 # one process, no Ray
 
 
+def complete_checkpoints(folder: str) -> list[str]:
+    """The complete `step-*` checkpoint folders under `folder` (those with the COMPLETE marker), in step order."""
+    done = [d for d in glob.glob(os.path.join(folder, "step-*")) if os.path.exists(os.path.join(d, COMPLETE))]
+    return sorted(done, key=lambda d: int(os.path.basename(d).split("-")[1]))
+
+
 def latest_checkpoint(folder: str) -> str | None:
     """The newest complete `step-*` checkpoint folder under `folder`, or None."""
-    done = [d for d in glob.glob(os.path.join(folder, "step-*")) if os.path.exists(os.path.join(d, COMPLETE))]
-    return max(done, key=lambda d: int(os.path.basename(d).split("-")[1])) if done else None
+    done = complete_checkpoints(folder)
+    return done[-1] if done else None
+
+
+def checkpoint_info(step_dir: str) -> dict[str, Any]:
+    """records.CheckpointInfo of a complete checkpoint folder, plus its truncated_examples, from its meta.json."""
+    with open(os.path.join(step_dir, "state", "meta.json"), encoding="utf-8") as handle:
+        meta = json.load(handle)
+    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
+            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
 
 
 def _free_port() -> int:
@@ -597,14 +611,10 @@ def train_local(examples: list[dict], student, training, output_dir: str, *, res
                                student, training, ctx)
     finally:
         torch.set_num_threads(threads)
-    for folder in sorted(glob.glob(os.path.join(ckpt_root, "step-*"))):
-        if not os.path.exists(os.path.join(folder, COMPLETE)):
-            continue
-        with open(os.path.join(folder, "state", "meta.json")) as handle:
-            meta = json.load(handle)
-        if meta["step"] <= training.steps:
-            checkpoints.append({"step": meta["step"], "samples": meta["samples"],
-                                "path": os.path.join(folder, "adapter"), "train_loss": meta["loss"]})
+    for folder in complete_checkpoints(ckpt_root):
+        info = checkpoint_info(folder)
+        if info["step"] <= training.steps:
+            checkpoints.append({k: info[k] for k in ("step", "samples", "path", "train_loss")})
     shutil.rmtree(scratch, ignore_errors=True)
     summary["checkpoints"] = checkpoints
     return summary

@@ -96,12 +96,11 @@ class ProgressFile:
         if now - self.last < self.min_interval_s and metrics["step"] < self.steps:
             return
         self.last = now
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"step": int(metrics["step"]), "steps": self.steps, "loss": float(metrics["loss"]),
-                       "started": self.started, "started_step": self.started_step, "updated": now}, handle)
-        os.replace(tmp, self.path)
+        from distill_ray.files import write_json
+
+        write_json(self.path, {"step": int(metrics["step"]), "steps": self.steps, "loss": float(metrics["loss"]),
+                               "started": self.started, "started_step": self.started_step, "updated": now},
+                   indent=None)
 
 
 def _latest_complete(root: str) -> str | None:
@@ -205,3 +204,11 @@ def summary_from_checkpoints(run_dir: str, steps: int) -> dict[str, Any]:
         "final_loss": final["loss"], "loss_curve": final["loss_curve"], "steps": final["step"],
         "examples_consumed": final["examples_consumed"], "data_digest": final["data_digest"],
     }
+
+
+def persisted_checkpoints(storage: str) -> list[str]:
+    """Complete Ray Train checkpoint folders of the run stored under `storage` (a trial's train/ folder), in step
+    order."""
+    from distill_ray.train.core import complete_checkpoints
+
+    return complete_checkpoints(os.path.join(storage, RUN_NAME))

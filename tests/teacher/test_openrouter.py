@@ -8,8 +8,8 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
 from distill_ray.teacher import FatalTeacherError, generate_traces
 from distill_ray.teacher.client import CreditsExhausted
 
