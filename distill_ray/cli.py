@@ -34,6 +34,7 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from distill_ray.planning import (
         PlacementError,
+        host_memory_plan,
         load_cluster,
         memory_table,
         placement,
@@ -55,6 +56,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         plan["train_memory"], memory_lines = memory_table(sweep, plan["placement"], cluster)
         print(placement_table(plan["placement"]), file=sys.stderr)
         print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
+        if cluster is not None:
+            plan["host_memory"], host_lines, problems = host_memory_plan(sweep, plan["placement"], cluster)
+            print("\nestimated host memory per node (GiB; train.host_memory)", *host_lines, sep="\n", file=sys.stderr)
+            if problems:
+                print(f"distill-ray: error: {args.sweep}: {'; '.join(problems)} (cluster file {args.cluster})",
+                      file=sys.stderr)
+                return 2
         print(json.dumps(plan, indent=2))
         return 0
     if args.cluster:

@@ -23,7 +23,7 @@ Layout of `storage/name` (every path below has one function here; no other modul
     tune/                                   Ray Tune's experiment state (ResultGrid)
     tracking/                               experiment tracking kept in the experiment (W&B offline runs)
     done.json                               the sweep's summary and its time profile (records.SweepDone)
-    report.md, results.csv, results.json, curves-*.png    the report (distill_ray.report)
+    report.md, results.csv, results.json, curves-*.png, replicates-*.png    the report (distill_ray.report)
 
 A folder's `done.json` (a `scores.json` for an evaluation) is written last, atomically: a stage whose marker exists
 is finished and never redone; one without it is redone from its own resumable state.

@@ -120,7 +120,8 @@ class TrialRow(TypedDict):
 
     Besides these fields a row has, per benchmark B of the sweep, `B/accuracy`, `B/ci95_low`, `B/ci95_high`, `B/n`,
     `B/format_failure_rate` (floats; n an int) and `B/length_capped` (responses cut at max_new_tokens), and per extra
-    grid axis `extra/<key>` (see sweep.trial_row).
+    grid axis `extra/<key>` (see sweep.trial_row). Trials whose rows differ only in `extra/training.seed` are
+    replicates of one configuration (report.replicates groups them).
     """
 
     trial: str

@@ -5,6 +5,8 @@
     b, c, n = paired_counts(verdicts_a, verdicts_b)          # the same items scored twice: {item id: True/False}
     p = mcnemar_exact(b, c)                                  # exact two-sided McNemar test
     d, low, high = paired_difference_interval(a, b, c, d)    # Newcombe's paired interval for p_A - p_B
+    mean, low, high = spread([0.9, 0.883, 0.9])              # replicates: mean and between-seed range
+    d, low, high = seed_item_bootstrap(seeds_a, seeds_b)     # replicates: [{item id: True/False}, ...] per side
 
 Wilson score intervals for one proportion (well-behaved at 0% and 100%, unlike the normal approximation). For two
 models scored on the *same* items (checkpoint vs base, teacher vs teacher, step vs previous step) the paired tools:
@@ -14,14 +16,23 @@ Newcombe's correction of the phi estimate, as in Altman et al., "Statistics with
 Lydersen and Laake, "Statistical Analysis of Contingency Tables", 2017, ch. 8). `difference_interval` (Newcombe's
 hybrid interval for two *independent* proportions) stays for samples that do not share items.
 
+Replicates (the same training run under several seeds) add a second source of noise: `seed_item_bootstrap` is a
+two-level percentile bootstrap for the difference of mean accuracies A - B, resampling each side's seeds (with
+replacement, independently: A's and B's seeds are separate trainings) and the items (with replacement, the same
+draw on both sides, so the comparison stays paired over items). A side with one replicate (a base model) only has its
+items resampled.
+
 Not guaranteed: the intervals are approximate (their coverage is close to, not exactly, 95%); McNemar conditions on the
-discordant pairs, so with very few of them it cannot reach small p-values however large the difference.
+discordant pairs, so with very few of them it cannot reach small p-values however large the difference. The seed x
+item bootstrap is a percentile interval: with 2-3 seeds per side it can only show the seeds it has (a range of three
+values is not the population's spread), so it is narrower than the truth when seeds are few; it is random only
+through its `rng_seed`, so a report is reproducible.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 Z95 = 1.959963984540054
 
@@ -97,3 +108,48 @@ def paired_difference_interval(n11: int, n10: int, n01: int, n00: int,
     low = d - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     high = d + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     return d, max(-1.0, low), min(1.0, high)
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, min, max) of replicate values: the between-seed range, not an interval estimate."""
+    if not values:
+        raise ValueError("spread of no values")
+    return sum(values) / len(values), min(values), max(values)
+
+
+def seed_item_bootstrap(a: Sequence[Mapping[str, bool]], b: Sequence[Mapping[str, bool]], resamples: int = 4000,
+                        rng_seed: int = 0, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean accuracy of A - mean of B, low, high, items): A and B each a list of replicates, one {item: correct}
+    per seed. Only items every replicate of both sides scored are used (their count is returned); the point estimate
+    is the difference of the mean-over-seeds accuracies on those items, the interval the `level` percentile interval
+    of that difference when seeds (per side) and items (shared) are resampled with replacement."""
+    import numpy as np
+
+    if not a or not b:
+        raise ValueError("each side needs at least one replicate")
+    common = set(a[0])
+    for replicate in [*a, *b]:
+        common &= replicate.keys()
+    items = sorted(common)
+    if not items:
+        return 0.0, -1.0, 1.0, 0
+    matrix_a = np.array([[bool(r[i]) for i in items] for r in a], dtype=float)  # seeds x items
+    matrix_b = np.array([[bool(r[i]) for i in items] for r in b], dtype=float)
+    diff = float(matrix_a.mean() - matrix_b.mean())
+    rng = np.random.default_rng(rng_seed)
+    n = len(items)
+
+    def weights(size: int) -> np.ndarray:
+        # a resample with replacement as counts per index / size: resamples x size, rows summing to 1
+        draws = rng.integers(0, size, size=(resamples, size))
+        return np.apply_along_axis(np.bincount, 1, draws, minlength=size) / size
+
+    item_w = weights(n)
+    seed_a, seed_b = weights(len(a)), weights(len(b))
+    # for each resample r: sum_s sum_i seed_w[r, s] * M[s, i] * item_w[r, i]
+    boot = (np.einsum("rs,si,ri->r", seed_a, matrix_a, item_w)
+            - np.einsum("rs,si,ri->r", seed_b, matrix_b, item_w))
+    tail = (1 - level) / 2
+    low, high = np.quantile(boot, [tail, 1 - tail])
+    # rounded so a sum that is 0 up to float error does not print as -0.0
+    return diff, round(float(low), 12) + 0.0, round(float(high), 12) + 0.0, n

@@ -6,8 +6,10 @@
 Sections per student: one `Step | Samples | ...` table per trial with its paired changes (vs base, vs previous
 checkpoint), the summary table, `Data Source` per domain, the deltas the seed's takeaways quote (vs base, vs the other
 teacher), teacher vs teacher at each step, and format failures with the share of responses cut at max_new_tokens.
-Then the teacher traces (pass rates, lengths, truncation, generation failures). Every file is written only after all
-inputs were read and checked, each atomically.
+Trials that differ only in `training.seed` also get a replicates section (`report.replicates`: mean and range over
+seeds, best per seed, teacher vs teacher over seeds and items). Then the teacher traces (pass rates, lengths,
+truncation, generation failures) and cost against gain (`report.costs`). Every file is written only after all inputs
+were read and checked, each atomically.
 
 Not guaranteed: a comparison row exists only where both sides have per-item verdicts (`responses.jsonl`).
 """
@@ -25,8 +27,10 @@ from distill_ray import experiment as ex
 from distill_ray.files import write_text
 from distill_ray.problems.audit import contamination_section
 from distill_ray.report.analysis import SPLIT_SEED, columns, compare, summary_rows, trials, verdicts
+from distill_ray.report.costs import costs_section, gain_costs, trace_costs
 from distill_ray.report.data import benchmark_info, contamination_audits, load_experiment
-from distill_ray.report.plots import plot_curves
+from distill_ray.report.plots import plot_curves, plot_replicates
+from distill_ray.report.replicates import RESAMPLES, replicates_json, replicates_section
 from distill_ray.report.tables import (
     cap_share,
     cross_domain_table,
@@ -257,10 +261,12 @@ def render(data: dict[str, Any], name: str, log: Comparisons, audit: list[str] |
                     lines += [f"### {teacher} traces, both domains", "", *cross]
             lines += _takeaways(data, student, mine_s, log)
             lines += _teacher_steps(data, student, mine_t, log)
+        lines += replicates_section(data, student)
         lines += _responses_table(data, student, mine_t, base)
     lines += _problems(data)
     lines += audit or []
     lines += _traces(data)
+    lines += costs_section(data)
     lines += ["All numbers: `results.csv`, `results.json` (with every paired comparison) in this folder.", ""]
     return lines
 
@@ -288,11 +294,14 @@ def write_report(exp_dir: str) -> str:
         writer.writerows(data["rows"])
 
     plot_curves(data, exp_dir)
+    plot_replicates(data, exp_dir)
     _atomic(ex.report_data_file(exp_dir, "csv"), write_csv)
     _atomic(ex.report_data_file(exp_dir, "json"), lambda h: json.dump(
         {"trials": data["rows"], "base": data["base"], "traces": data["traces"], "comparisons": log.rows,
+         "replicates": replicates_json(data), "costs": {"traces": trace_costs(data), "gains": gain_costs(data)},
          "method": {"interval": "Newcombe method 10 (paired)", "test": "exact McNemar, two-sided",
-                    "split_seed": SPLIT_SEED}}, h, indent=1))
+                    "split_seed": SPLIT_SEED, "replicates": f"seed x item percentile bootstrap, {RESAMPLES} "
+                    "resamples, rng seed 0 (stats.seed_item_bootstrap)"}}, h, indent=1))
     path = ex.report_file(exp_dir)
     _atomic(path, lambda h: h.write("\n".join(lines)))
     return path

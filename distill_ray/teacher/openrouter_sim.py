@@ -52,6 +52,7 @@ class OpenRouterProfile:
     encrypted_reasoning: bool = False
     first_attempt_only: bool = False
     seed: int = 0
+    batches: dict = field(default_factory=dict)  # options of the batch endpoints (batch_sim.BatchOptions)
 
     @classmethod
     def from_any(cls, value: OpenRouterProfile | dict | None) -> OpenRouterProfile | None:

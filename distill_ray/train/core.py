@@ -266,15 +266,41 @@ class Setup:
     hf_ds_config: Any  # keeps transformers' ZeRO-3 loading hook alive while the model lives
 
 
-def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
-    """Base model (sharded at load under ZeRO-3), LoRA, optimiser, scheduler, DeepSpeed engine when configured."""
+def load_base_for_training(student, dtype: torch.dtype, attn_implementation: str,
+                           zero3_config: dict[str, Any] | None) -> tuple[nn.Module, Any]:
+    """The frozen base as from_pretrained loads it, partitioned at construction when `zero3_config` is given; returns
+    (model, the HfDeepSpeedConfig that must stay alive with it, or None).
+
+    Host memory at load (transformers 5.19, DeepSpeed 0.19.8; train.host_memory plans it): with the HfDeepSpeedConfig
+    alive, from_pretrained builds the model inside deepspeed.zero.Init, so the parameters are partitioned from the
+    start, but then *every rank* reads every checkpoint shard into one state dict on the CPU
+    (modeling_utils._load_pretrained_model) and, for an MoE checkpoint with per-expert tensors, builds the fused
+    expert tensors from it (integrations/deepspeed._apply_weight_conversions_to_state_dict) before rank 0 copies
+    each module into its gathered parameters. Each rank therefore holds the whole checkpoint plus the fused experts
+    in host memory for the duration of the load (planned at 56.8 + 52.6 GiB per rank for Qwen3-30B-A3B in bf16;
+    tests/train/test_host_memory.py checks the plan against a measured load). Neither library at the
+    pinned versions offers a rank-0 or streaming ZeRO-3 load (5.19 ignores low_cpu_mem_usage; zero.Init partitions
+    but does not read checkpoints). Without ZeRO-3, each rank materialises the whole model on the CPU before moving
+    it to its device."""
     from transformers import AutoModelForCausalLM
 
+    hf_ds = None
+    if zero3_config is not None:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        hf_ds = HfDeepSpeedConfig(zero3_config)  # is_deepspeed_zero3_enabled() is true while this object lives
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if not student.model.startswith("builtin:"):
+        kwargs["revision"] = student.revision
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(student.model), **kwargs), hf_ds
+
+
+def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
+    """Base model (sharded at load under ZeRO-3), LoRA, optimiser, scheduler, DeepSpeed engine when configured."""
     on_gpu = str(ctx.device).startswith("cuda")
     dtype = default_dtype(student.dtype, ctx.device)
     use_ds = student.deepspeed_stage in (2, 3)
     ds_config = None
-    hf_ds = None
     if use_ds:
         import deepspeed
 
@@ -285,17 +311,8 @@ def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
 
         ds_config = deepspeed_config(student.deepspeed_stage, training.micro_batch, accumulation, ctx.world,
                                      bf16=dtype == torch.bfloat16, on_gpu=on_gpu)
-        if student.deepspeed_stage == 3:
-            # With this object alive, from_pretrained builds the model inside deepspeed.zero.Init and loads each
-            # shard straight into partitions: no worker ever holds the whole 30B model in host memory.
-            from transformers.integrations import HfDeepSpeedConfig
-
-            hf_ds = HfDeepSpeedConfig(ds_config)
-    path = resolve_model_path(student.model)
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": best_attention(ctx.device)}
-    if not student.model.startswith("builtin:"):
-        kwargs["revision"] = student.revision
-    base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    base, hf_ds = load_base_for_training(student, dtype, best_attention(ctx.device),
+                                         ds_config if student.deepspeed_stage == 3 else None)
     if not (use_ds and student.deepspeed_stage == 3):
         base = base.to(ctx.device)
     base.config.use_cache = False
