@@ -8,6 +8,7 @@
     distill-ray evaluate SWEEP.yaml [--student NAME] [...]        # base-model scores on the sweep's benchmarks
     distill-ray score math500|mbppplus --samples S.jsonl [--dataset D] --output O.json
     distill-ray report EXPERIMENT_DIR
+    distill-ray status EXPERIMENT_DIR [--watch S] [--json]      # where a running (or finished) study stands
     distill-ray rescore EXPERIMENT_DIR [--allow-network-risk]  # re-judge stored responses, rewrite scores + report
     distill-ray teacher-server [--host 127.0.0.1] [--port 8000]
 
@@ -158,6 +159,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from distill_ray.status import read_status
+    from distill_ray.status_view import print_status
+
+    while True:
+        status = read_status(args.experiment_dir)
+        if args.json:
+            print(json.dumps(status), flush=True)
+        else:
+            print_status(status)
+        if not args.watch or status["finished"]:
+            return 0
+        time.sleep(args.watch)
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--watch must be a positive number of seconds, not {text!r}")
+    return value
+
+
 def _cmd_rescore(args: argparse.Namespace) -> int:
     from distill_ray.stages.rescore import rescore_experiment
 
@@ -205,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md for an experiment directory")
     p.add_argument("experiment_dir")
     p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("status", help="where an experiment stands: stages, teachers' rows and dollars, trials, "
+                                      "evaluation queues, estimated end (reads only the directory)")
+    p.add_argument("experiment_dir")
+    p.add_argument("--watch", type=_positive_seconds, metavar="S", help="print again every S seconds until it ends")
+    p.add_argument("--json", action="store_true", help="one JSON object per print instead of the view")
+    p.set_defaults(func=_cmd_status)
     p = sub.add_parser("rescore", help="re-judge every stored response with today's judges; rewrite scores and report")
     p.add_argument("experiment_dir")
     p.add_argument("--allow-network-risk", action="store_true", help="run code even where the sandbox cannot cut "

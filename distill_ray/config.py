@@ -310,6 +310,29 @@ class DecontaminationConfig(Strict):
         return DecontaminationSettings(**self.model_dump())
 
 
+class MlflowTrackingConfig(Strict):
+    """Ray Tune's MLflowLoggerCallback. Without `tracking_uri`, a file store in the experiment (tracking/mlflow)."""
+
+    tracking_uri: str | None = None  # e.g. http://mlflow.internal:5000, sqlite:///mlflow.db, file:///shared/mlruns
+    experiment_name: str | None = None  # default: the sweep's name
+
+
+class WandbTrackingConfig(Strict):
+    """Ray Tune's WandbLoggerCallback. Offline runs are written under the experiment (tracking/wandb); `wandb sync`
+    uploads them later. Online needs WANDB_API_KEY in the environment (never in the sweep file)."""
+
+    project: str = Field(min_length=1)
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    group: str | None = None  # default: the sweep's name
+
+
+class TrackingConfig(Strict):
+    """Experiment tracking: every checkpoint's row, each trial's configuration, and at the end the report and plots."""
+
+    mlflow: MlflowTrackingConfig | None = None
+    wandb: WandbTrackingConfig | None = None
+
+
 class SweepConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     storage: str  # a path every node sees at the same place (local, or NFS/EFS); the experiment is storage/name
@@ -327,6 +350,9 @@ class SweepConfig(Strict):
     trial_resources: dict[str, float] = {"CPU": 1.0}
     allow_network_risk: bool = False  # run untrusted code even where the sandbox cannot cut the network
     decontamination: DecontaminationConfig = DecontaminationConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    # the sweep prints `distill-ray status`'s view every this many seconds (0: never)
+    status_interval_s: float = Field(30.0, ge=0.0)
 
     @field_validator("storage")
     @classmethod

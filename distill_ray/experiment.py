@@ -13,12 +13,16 @@ Layout of `storage/name` (every path below has one function here; no other modul
     traces/<teacher>/<domain>/raw/          teacher responses (Parquet shards)
     traces/<teacher>/<domain>/generated.json    generate-stage marker + summary
     traces/<teacher>/<domain>/verified.jsonl    verdicts; done.json: verify-stage marker (records.TracesDone)
+    traces/<teacher>/<domain>/progress.json     the generate stage while it runs (records.GenerationProgress)
     cache/problems/, cache/teacher/         content-keyed caches (paid teacher responses survive any restart)
     base/<student>/scores.json              base-model scores (+ responses.jsonl, worker.json)
     trials/<trial>/train/ray_train/step-N/  Ray Train checkpoints (adapter/, state/)
+    trials/<trial>/train/progress.json      training's step while it runs (records.TrainProgress)
     trials/<trial>/eval/step-N/scores.json  one checkpoint's scores (+ responses.jsonl, worker.json)
     trials/<trial>/results.jsonl            one records.TrialRow per checkpoint; done.json (records.TrialDone)
     tune/                                   Ray Tune's experiment state (ResultGrid)
+    tracking/                               experiment tracking kept in the experiment (W&B offline runs)
+    done.json                               the sweep's summary and its time profile (records.SweepDone)
     report.md, results.csv, results.json, curves-*.png, replicates-*.png    the report (distill_ray.report)
 
 A folder's `done.json` (a `scores.json` for an evaluation) is written last, atomically: a stage whose marker exists
@@ -126,6 +130,22 @@ def tune_dir(exp_dir: str) -> str:
 
 def report_file(exp_dir: str) -> str:
     return os.path.join(exp_dir, "report.md")
+
+
+def generation_progress_file(exp_dir: str, teacher: str, domain: str) -> str:
+    return os.path.join(traces_dir(exp_dir, teacher, domain), "progress.json")
+
+
+def train_progress_file(exp_dir: str, trial: str) -> str:
+    return os.path.join(train_dir(exp_dir, trial), "progress.json")
+
+
+def tracking_dir(exp_dir: str) -> str:
+    return os.path.join(exp_dir, "tracking")
+
+
+def sweep_done_file(exp_dir: str) -> str:
+    return os.path.join(exp_dir, DONE)
 
 
 def report_data_file(exp_dir: str, extension: str) -> str:

@@ -134,10 +134,10 @@ class TracesDone(TypedDict):
 class TrialRow(TypedDict):
     """One line of trials/<trial>/results.jsonl: one checkpoint of one trial, as Tune and the report see it.
 
-    Besides these fields a row has, per benchmark B of the sweep, `B/accuracy`, `B/ci95_low`, `B/ci95_high`, `B/n`
-    and `B/format_failure_rate` (floats; n an int), and per extra grid axis `extra/<key>` (see sweep.trial_row).
-    Trials whose rows differ only in `extra/training.seed` are replicates of one configuration
-    (report.replicates groups them).
+    Besides these fields a row has, per benchmark B of the sweep, `B/accuracy`, `B/ci95_low`, `B/ci95_high`, `B/n`,
+    `B/format_failure_rate` (floats; n an int) and `B/length_capped` (responses cut at max_new_tokens), and per extra
+    grid axis `extra/<key>` (see sweep.trial_row). Trials whose rows differ only in `extra/training.seed` are
+    replicates of one configuration (report.replicates groups them).
     """
 
     trial: str
@@ -149,6 +149,42 @@ class TrialRow(TypedDict):
     train_loss: float
     examples: int  # verified training examples of the trial's (teacher, domain)
     truncated_examples: int  # of those, cut at max_length
+
+
+class GenerationProgress(TypedDict):
+    """traces/<teacher>/<domain>/progress.json: rewritten (atomically) every few seconds while the generate stage
+    runs, and once at its end; `distill-ray status` reads it."""
+
+    teacher: str
+    rows_total: int  # rows of this run (stored ones included)
+    rows_done: int  # rows answered or failed so far
+    requests: int
+    cost_usd: float  # paid in this run
+    spent_before_usd: float  # what the teacher's cache recorded as paid before this run
+    max_cost_usd: float | None
+    errors: dict  # error kind -> count so far
+    elapsed_s: float
+    updated: float  # unix time
+
+
+class TrainProgress(TypedDict):
+    """trials/<trial>/train/progress.json: rank 0's last finished step, rewritten at most every second."""
+
+    step: int
+    steps: int
+    loss: float
+    started: float  # unix time this training process started
+    started_step: int  # the step it resumed from (0 for a fresh run)
+    updated: float  # unix time
+
+
+class SweepDone(TypedDict):
+    """done.json at the experiment's root: the sweep's summary (run_sweep's return) and where its time went."""
+
+    trials: int
+    failed_trials: int
+    wall_s: float
+    profile: list  # [{"phase", "seconds", "share"}], in order (distill_ray.profile.PhaseClock)
 
 
 class TrialDone(TypedDict):

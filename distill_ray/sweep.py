@@ -159,6 +159,7 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     def train() -> None:
         try:
             outcome["train"] = train_student(examples, student, sweep.training, ex.train_dir(exp_dir, name),
+                                             progress_file=ex.train_progress_file(exp_dir, name),
                                              use_ray=use_ray_train, resume=True,
                                              callbacks=[listener.callback()] if listener else None)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the trial's own thread below
@@ -300,30 +301,40 @@ def start_pools(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> tuple[dic
 
 
 def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None = None) -> dict:
-    """Run (or resume) the whole experiment and write its report; returns a summary with the report path."""
+    """Run (or resume) the whole experiment and write its report; returns a summary with the report path. The
+    summary, with the time profile, is also the experiment's done.json (records.SweepDone)."""
     import ray
     from ray import tune
 
+    from distill_ray.profile import PhaseClock, profile_table
     from distill_ray.report import write_report
+    from distill_ray.status_view import StatusPrinter
+    from distill_ray.tracking import check_tracking, log_report, tracking_callbacks
 
     check_secrets(sweep)
+    check_tracking(sweep)
     exp_dir = os.path.abspath(sweep.experiment_dir())
     sweep_file = ex.sweep_file(exp_dir)
     if os.path.exists(sweep_file) and not resume:
         raise FileExistsError(f"{exp_dir} already holds an experiment; pass --resume to continue it, "
                               f"or change `name`/`storage`")
     os.makedirs(exp_dir, exist_ok=True)
+    if os.path.exists(ex.sweep_done_file(exp_dir)):
+        os.remove(ex.sweep_done_file(exp_dir))  # resumed: not finished until this run says so
     ex.write_json(sweep_file, sweep.model_dump())
     started = time.time()
+    clock = PhaseClock()
     if not ray.is_initialized():
         # An existing cluster only when RAY_ADDRESS names one (as `ray job submit` does); otherwise a fresh local
         # instance, never whatever cluster happens to run on this machine.
         address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
-                 log_to_driver=False)
+        with clock.phase("ray start"):
+            ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
+                     log_to_driver=False)
     server, sweep = start_builtin_teachers(sweep)
     pools: dict[str, Any] = {}
     try:
+<<<<<<< HEAD
         shared = run_shared_stages(sweep, exp_dir)
         pools, base_refs = start_pools(sweep, exp_dir, shared["benchmarks"])
         trials = grid_trials(sweep)
@@ -357,6 +368,42 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
             log(f"base re-check ({s}): {recheck['identical']}/{recheck['items']} greedy answers equal the first")
         pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
         report = write_report(exp_dir)
+=======
+        with StatusPrinter(exp_dir, sweep.status_interval_s):
+            shared = run_shared_stages(sweep, exp_dir, clock)
+            with clock.phase("evaluation pools start"):
+                pools, base_refs = start_pools(sweep, exp_dir, shared["benchmarks"])
+            trials = grid_trials(sweep)
+            log(f"{len(trials)} trials; evaluation pools: "
+                f"{ {s: sweep.students[s].evaluation.actors for s in pools} } actors per student")
+            trainable = trainable_for(exp_dir, sweep, pools)
+            tune_dir = ex.tune_dir(exp_dir)
+            if resume and tune.Tuner.can_restore(tune_dir):
+                tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
+            else:
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={"trial": tune.grid_search(trials)},
+                    tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
+                    run_config=tune.RunConfig(
+                        name="tune", storage_path=exp_dir,
+                        failure_config=tune.FailureConfig(max_failures=sweep.training.max_failures),
+                        callbacks=[_progress_callback(len(trials)), *tracking_callbacks(sweep, exp_dir)],
+                        verbose=0,
+                    ),
+                )
+            with clock.phase("trials (train + evaluate)"):
+                results = tuner.fit()
+            errors = [str(r.error) for r in results if r.error]
+            with clock.phase("base scores (waiting)"):
+                base = {s: ray.get(ref) for s, ref in base_refs.items()}
+            log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
+            pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
+            with clock.phase("report"):
+                report = write_report(exp_dir)
+            with clock.phase("tracking artifacts"):
+                tracked = log_report(sweep, exp_dir)
+>>>>>>> cockpit
     finally:
         for pool in pools.values():
             ray.kill(pool)  # its workers go with it (the pool owns them)
@@ -364,6 +411,8 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
             server.stop()
     summary = {"experiment_dir": exp_dir, "trials": len(trials), "failed_trials": len(errors), "errors": errors,
                "report": report, "wall_s": round(time.time() - started, 1), "base": base,
-               "evaluation_pools": pool_stats}
+               "evaluation_pools": pool_stats, "tracking": tracked, "profile": clock.rows(), "finished": time.time()}
+    ex.write_json(ex.sweep_done_file(exp_dir), summary)
+    log(f"time profile:\n{profile_table(summary['profile'])}")
     log(f"done in {summary['wall_s']} s: {len(trials) - len(errors)}/{len(trials)} trials finished; report {report}")
     return summary

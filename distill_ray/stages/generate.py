@@ -86,6 +86,7 @@ def generate_stage(exp_dir: str, teacher_name: str, teacher: TeacherConfig, doma
     if generation_done(marker):
         return ex.read_json(marker)
     summary = generate_traces(problems, teacher_name, teacher, ex.raw_traces_dir(exp_dir, teacher_name, domain),
-                              cache_dir=ex.cache_dir(exp_dir, "teacher"))
+                              cache_dir=ex.cache_dir(exp_dir, "teacher"),
+                              progress_file=ex.generation_progress_file(exp_dir, teacher_name, domain))
     record_generation(marker, summary)  # only a complete stage is marked done; else GenerationIncomplete
     return summary

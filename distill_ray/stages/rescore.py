@@ -40,7 +40,8 @@ def score_columns(scores: list[BenchmarkScore]) -> dict[str, Any]:
     for s in scores:
         b = s["benchmark"]
         row.update({f"{b}/accuracy": s["accuracy"], f"{b}/ci95_low": s["ci95_low"], f"{b}/ci95_high": s["ci95_high"],
-                    f"{b}/n": s["n"], f"{b}/format_failure_rate": s["format_failures"] / s["n"] if s["n"] else 0.0})
+                    f"{b}/n": s["n"], f"{b}/format_failure_rate": s["format_failures"] / s["n"] if s["n"] else 0.0,
+                    f"{b}/length_capped": int(s.get("length_capped") or 0)})  # responses cut at max_new_tokens
     return row
 
 

@@ -64,16 +64,24 @@ def generate_and_verify(sweep: SweepConfig, exp_dir: str, teacher_name: str, tea
     return verify_stage(sweep, exp_dir, teacher_name, domain, problems)
 
 
-def run_shared_stages(sweep: SweepConfig, exp_dir: str) -> dict[str, Any]:
-    """Benchmarks, problems per domain, traces and verification per (teacher, domain)."""
+def run_shared_stages(sweep: SweepConfig, exp_dir: str, clock: Any = None) -> dict[str, Any]:
+    """Benchmarks, problems per domain, traces and verification per (teacher, domain); each a phase of `clock`
+    (distill_ray.profile.PhaseClock) when given."""
+    import contextlib
     import itertools
 
     from distill_ray.stages.problems import prepare_benchmarks, prepare_problems
 
-    benchmarks = prepare_benchmarks(sweep, exp_dir)
-    problems = {d: prepare_problems(sweep, exp_dir, d, benchmarks) for d in sweep.grid.domains}
+    def phase(name: str) -> Any:
+        return clock.phase(name) if clock is not None else contextlib.nullcontext()
+
+    with phase("benchmarks"):
+        benchmarks = prepare_benchmarks(sweep, exp_dir)
+    with phase("problems"):
+        problems = {d: prepare_problems(sweep, exp_dir, d, benchmarks) for d in sweep.grid.domains}
     traces = {}
     for teacher, domain in itertools.product(sweep.grid.teachers, sweep.grid.domains):
-        traces[(teacher, domain)] = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher], domain,
-                                                        problems[domain])
+        with phase(f"traces {teacher}/{domain} (generate + verify)"):
+            traces[(teacher, domain)] = generate_and_verify(sweep, exp_dir, teacher, sweep.teachers[teacher],
+                                                            domain, problems[domain])
     return {"benchmarks": benchmarks, "traces": traces}

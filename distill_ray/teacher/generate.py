@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from distill_ray.config import TeacherConfig
+from distill_ray.files import write_json
 from distill_ray.records import Problem
 from distill_ray.teacher.batch import open_ledgers, run_batch_parts, settle_batches
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
@@ -184,9 +185,14 @@ def paid_in_cache(cache: dict[str, dict]) -> float:
 
 
 class _Progress:
-    def __init__(self, name: str, total: int, already: int, interval_s: float, stream: Any):
+    """A progress line every `interval_s` on `stream`, and the same figures as records.GenerationProgress in
+    `progress_file` (written atomically) when one is given."""
+
+    def __init__(self, name: str, total: int, already: int, interval_s: float, stream: Any,
+                 progress_file: str | None = None, budget: dict | None = None):
         self.name, self.total, self.already = name, total, already
         self.interval_s, self.stream = interval_s, stream
+        self.progress_file, self.budget = progress_file, budget or {}
         self.started = time.monotonic()
         self.last = 0.0
 
@@ -202,6 +208,13 @@ class _Progress:
         print(f"[generate {self.name}] {self.already + done}/{self.total} rows | "
               f"{totals.get('requests', 0) / elapsed:.1f} req/s | {tokens} tokens | "
               f"${totals.get('cost_usd', 0.0):.4f} | errors: {errs}", file=self.stream, flush=True)
+        if self.progress_file:
+            write_json(self.progress_file, {
+                "teacher": self.name, "rows_total": self.total, "rows_done": self.already + done,
+                "requests": int(totals.get("requests", 0)), "cost_usd": float(totals.get("cost_usd", 0.0)),
+                "spent_before_usd": float(self.budget.get("spent_before_usd", 0.0)),
+                "max_cost_usd": self.budget.get("max_cost_usd"), "errors": dict(errors),
+                "elapsed_s": round(elapsed, 3), "updated": time.time()}, indent=None)
 
 
 def _chunks(items: deque, units: int) -> list[dict]:
@@ -377,13 +390,14 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                     cache_dir: str, dry_run: bool = False, use_ray: bool | None = None,
                     progress_interval_s: float = 2.0, progress_stream: Any = None,
                     on_plan: Callable[[dict], None] | None = None, stop_event: threading.Event | None = None,
-                    probe: bool = True, pipeline: str = "data") -> dict:
+                    probe: bool = True, pipeline: str = "data", progress_file: str | None = None) -> dict:
     """Generate (or resume) one teacher's traces for `problems` into OUTPUT_DIR; returns a summary.
 
     `use_ray`: None uses Ray when Ray is initialised, else one in-process client (output `traces.parquet`). On Ray,
     `pipeline="data"` runs the Ray Data pipeline (`dataflow.py`; output `part-*.parquet` written as batches finish,
     the driver holds no trace text), `pipeline="actors"` the hand-fed actors (output `traces.parquet`).
-    Read the output with `parts.read_traces(OUTPUT_DIR)` (either layout). Setting `stop_event` stops new requests;
+    Read the output with `parts.read_traces(OUTPUT_DIR)` (either layout). `progress_file` receives the progress
+    figures (records.GenerationProgress) at every progress line and at the end. Setting `stop_event` stops new requests;
     those in flight finish and are stored, the rest are rows failed as "interrupted" (the CLI sets it on
     SIGINT/SIGTERM). Raises FatalTeacherError (a missing key, a 401/403 key refusal, a failed probe) before
     spending anything more, and CreditsExhausted (after writing the output) on a 402 without Retry-After; every other
@@ -472,7 +486,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             spec["spent_before_usd"] = spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0))
     n_pending = sum(len(it["samples"]) for it in items)
     progress = _Progress(teacher_name, len(done_rows) + len(probe_rows) + n_pending, len(done_rows) + len(probe_rows),
-                         progress_interval_s, stream)
+                         progress_interval_s, stream, progress_file,
+                         {"spent_before_usd": spent_before, "max_cost_usd": teacher.max_cost_usd})
     new_rows: list[dict] = []
     n_new = from_cache = 0
     if streaming:

@@ -546,8 +546,7 @@ def run_training(dataset: str, student, training, ctx: Context) -> dict:
                     "examples_consumed": consumed_examples, "data_digest": digest,
                     "trainable_parameters": setup.trainable, **stats}
             save_checkpoint(setup, ctx, done, meta)
-        else:
-            ctx.report(metrics)
+        ctx.report(metrics)
     elapsed = time.perf_counter() - started
     if ctx.on_finish is not None:
         ctx.on_finish(setup)

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from typing import Any
 
 RUN_NAME = "ray_train"
@@ -70,12 +71,36 @@ def _worker(config: dict) -> None:
                          checkpoint_dir_name=f"step-{step:06d}")
         shutil.rmtree(folder, ignore_errors=True)
 
+    report = (ProgressFile(config["progress_file"], training.steps)
+              if rank == 0 and config.get("progress_file") else (lambda metrics: None))
     ctx = Context(rank=rank, world=world, device=str(device), resume_dir=resume_dir, save=save,
-                  report=lambda metrics: None, scratch=scratch, fault=config.get("fault"))
+                  report=report, scratch=scratch, fault=config.get("fault"))
     try:
         run_training(config["dataset"], student, training, ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class ProgressFile:
+    """Rank 0's per-step metrics as records.TrainProgress in a JSON file, rewritten atomically at most once a
+    second (and at the last step), so `distill-ray status` sees a running trial's step between checkpoints."""
+
+    def __init__(self, path: str, steps: int, min_interval_s: float = 1.0) -> None:
+        self.path, self.steps, self.min_interval_s = path, steps, min_interval_s
+        self.started, self.started_step, self.last = time.time(), None, 0.0
+
+    def __call__(self, metrics: dict) -> None:
+        now = time.time()
+        if self.started_step is None:
+            self.started_step = int(metrics["step"]) - 1
+        if now - self.last < self.min_interval_s and metrics["step"] < self.steps:
+            return
+        self.last = now
+        from distill_ray.files import write_json
+
+        write_json(self.path, {"step": int(metrics["step"]), "steps": self.steps, "loss": float(metrics["loss"]),
+                               "started": self.started, "started_step": self.started_step, "updated": now},
+                   indent=None)
 
 
 def _latest_complete(root: str) -> str | None:
@@ -87,8 +112,9 @@ def _latest_complete(root: str) -> str | None:
 
 def train_with_ray(examples: list[dict], student, training, output_dir: str, *, resume: bool = True,
                    fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None,
-                   callbacks: list | None = None) -> dict[str, Any]:
-    """Run the core on a Ray Train worker group; returns the same summary as `train_local`."""
+                   callbacks: list | None = None, progress_file: str | None = None) -> dict[str, Any]:
+    """Run the core on a Ray Train worker group; returns the same summary as `train_local`. `progress_file`: rank 0
+    keeps its last step there (ProgressFile)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -124,6 +150,7 @@ def train_with_ray(examples: list[dict], student, training, output_dir: str, *, 
         "cache_root": cache_root(),
         "resume_from": resume_from,
         "fault": fault,
+        "progress_file": os.path.abspath(progress_file) if progress_file else None,
         "threads": threads_per_worker or max(1, int(student.cpus_per_worker)),
     }
     trainer = TorchTrainer(
