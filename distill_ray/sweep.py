@@ -334,41 +334,6 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
     server, sweep = start_builtin_teachers(sweep)
     pools: dict[str, Any] = {}
     try:
-<<<<<<< HEAD
-        shared = run_shared_stages(sweep, exp_dir)
-        pools, base_refs = start_pools(sweep, exp_dir, shared["benchmarks"])
-        trials = grid_trials(sweep)
-        log(f"{len(trials)} trials; evaluation pools: "
-            f"{ {s: sweep.students[s].evaluation.actors for s in pools} } actors per student")
-        trainable = trainable_for(exp_dir, sweep, pools)
-        tune_dir = ex.tune_dir(exp_dir)
-        if resume and tune.Tuner.can_restore(tune_dir):
-            tuner = tune.Tuner.restore(tune_dir, trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"trial": tune.grid_search(trials)},
-                tune_config=tune.TuneConfig(max_concurrent_trials=sweep.max_concurrent_trials),
-                run_config=tune.RunConfig(
-                    name="tune", storage_path=exp_dir,
-                    failure_config=tune.FailureConfig(max_failures=sweep.training.max_failures),
-                    callbacks=[_progress_callback(len(trials))],
-                    verbose=0,
-                ),
-            )
-        results = tuner.fit()
-        errors = [str(r.error) for r in results if r.error]
-        base = {s: ray.get(ref) for s, ref in base_refs.items()}
-        log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
-        # each pool re-scores its base model on a seeded subset: the report states how many answers came out equal
-        rechecks = {s: pool.recheck_base.remote(ex.base_dir(exp_dir, s)) for s, pool in pools.items()
-                    if s in base and os.path.exists(ex.responses_file(ex.base_dir(exp_dir, s)))}
-        for s, ref in rechecks.items():
-            recheck = ray.get(ref)
-            log(f"base re-check ({s}): {recheck['identical']}/{recheck['items']} greedy answers equal the first")
-        pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
-        report = write_report(exp_dir)
-=======
         with StatusPrinter(exp_dir, sweep.status_interval_s):
             shared = run_shared_stages(sweep, exp_dir, clock)
             with clock.phase("evaluation pools start"):
@@ -398,12 +363,18 @@ def run_sweep(sweep: SweepConfig, *, resume: bool = False, num_cpus: int | None 
             with clock.phase("base scores (waiting)"):
                 base = {s: ray.get(ref) for s, ref in base_refs.items()}
             log(f"base scores: { {s: {b['benchmark']: round(b['accuracy'], 3) for b in v} for s, v in base.items()} }")
+            # each pool re-scores its base model on a seeded subset: the report states how many answers came out equal
+            rechecks = {s: pool.recheck_base.remote(ex.base_dir(exp_dir, s)) for s, pool in pools.items()
+                        if s in base and os.path.exists(ex.responses_file(ex.base_dir(exp_dir, s)))}
+            with clock.phase("base re-check"):
+                for s, ref in rechecks.items():
+                    recheck = ray.get(ref)
+                    log(f"base re-check ({s}): {recheck['identical']}/{recheck['items']} greedy answers equal")
             pool_stats = {s: ray.get(pool.stats.remote()) for s, pool in pools.items()}
             with clock.phase("report"):
                 report = write_report(exp_dir)
             with clock.phase("tracking artifacts"):
                 tracked = log_report(sweep, exp_dir)
->>>>>>> cockpit
     finally:
         for pool in pools.values():
             ray.kill(pool)  # its workers go with it (the pool owns them)
