@@ -20,6 +20,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 OUTPUT_FILE = "traces.parquet"
 PART_PREFIX = "part-"
@@ -31,7 +35,7 @@ TRACE_COLUMNS = [
 _DEFAULTS = {"failure": "", "permanent": False, "reasoning_encrypted": 0, "cost_source": ""}
 
 
-def trace_schema():  # noqa: ANN201 - pyarrow is imported lazily
+def trace_schema() -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([

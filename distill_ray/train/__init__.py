@@ -12,15 +12,18 @@ and at the last step. See core.py for the exactness guarantees and ray_train.py 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill_ray.train.models import build_chat_prompt, end_of_turn_token, load_student
+
+if TYPE_CHECKING:
+    from distill_ray.config import StudentConfig, TrainingConfig
 
 __all__ = ["build_chat_prompt", "end_of_turn_token", "load_student", "train_student"]
 
 
-def train_student(examples: list[dict], student, training, output_dir: str, *, use_ray: bool = True,
-                  resume: bool = True, callbacks: list | None = None,
+def train_student(examples: list[dict], student: StudentConfig, training: TrainingConfig, output_dir: str, *,
+                  use_ray: bool = True, resume: bool = True, callbacks: list | None = None,
                   progress_file: str | None = None) -> dict[str, Any]:
     """Train a LoRA adapter for `student` on TrainExample rows; returns checkpoints and training statistics.
 

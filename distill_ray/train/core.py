@@ -41,7 +41,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -63,6 +63,9 @@ from distill_ray.train.models import (
     resolve_model_path,
     set_activation_checkpointing,
 )
+
+if TYPE_CHECKING:
+    from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
 
 COMPLETE = "COMPLETE"
 log = logging.getLogger(__name__)
@@ -96,7 +99,7 @@ class Context:
 # model set-up
 
 
-def lora_targets(model: nn.Module, lora) -> tuple[list[str], list[str]]:
+def lora_targets(model: nn.Module, lora: LoraConfig) -> tuple[list[str], list[str]]:
     """(target_modules, target_parameters) for PEFT. Expert LoRA adapts the fused expert weights of Qwen3-MoE-style
     blocks through `target_parameters`; the router (`mlp.gate`) is never targeted, so it stays frozen."""
     modules = list(lora.target_modules)
@@ -118,7 +121,7 @@ def lora_targets(model: nn.Module, lora) -> tuple[list[str], list[str]]:
     return modules, params
 
 
-def expected_trainable_parameters(model: nn.Module, lora, modules: list[str], params: list[str]) -> int:
+def expected_trainable_parameters(model: nn.Module, lora: LoraConfig, modules: list[str], params: list[str]) -> int:
     """The LoRA parameter count the config implies: r*(in+out) per targeted Linear, r*E*(in+out) per expert stack."""
     total = 0
     for name, module in model.named_modules():
@@ -138,7 +141,7 @@ def count_trainable(model: nn.Module) -> int:
     return sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters() if p.requires_grad)
 
 
-def apply_lora(model: nn.Module, lora, seed: int) -> tuple[nn.Module, int]:
+def apply_lora(model: nn.Module, lora: LoraConfig, seed: int) -> tuple[nn.Module, int]:
     """Wrap `model` in a PEFT LoRA model; raise if the trainable count is not what the config implies."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
@@ -266,7 +269,7 @@ class Setup:
     hf_ds_config: Any  # keeps transformers' ZeRO-3 loading hook alive while the model lives
 
 
-def load_base_for_training(student, dtype: torch.dtype, attn_implementation: str,
+def load_base_for_training(student: StudentConfig, dtype: torch.dtype, attn_implementation: str,
                            zero3_config: dict[str, Any] | None) -> tuple[nn.Module, Any]:
     """The frozen base as from_pretrained loads it, partitioned at construction when `zero3_config` is given; returns
     (model, the HfDeepSpeedConfig that must stay alive with it, or None).
@@ -295,7 +298,7 @@ def load_base_for_training(student, dtype: torch.dtype, attn_implementation: str
     return AutoModelForCausalLM.from_pretrained(resolve_model_path(student.model), **kwargs), hf_ds
 
 
-def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
+def setup_model(student: StudentConfig, training: TrainingConfig, ctx: Context, accumulation: int) -> Setup:
     """Base model (sharded at load under ZeRO-3), LoRA, optimiser, scheduler, DeepSpeed engine when configured."""
     on_gpu = str(ctx.device).startswith("cuda")
     dtype = default_dtype(student.dtype, ctx.device)
@@ -454,7 +457,7 @@ def _all_reduce_sum(value: torch.Tensor, world: int) -> torch.Tensor:
     return value
 
 
-def run_training(dataset: str, student, training, ctx: Context) -> dict:
+def run_training(dataset: str, student: StudentConfig, training: TrainingConfig, ctx: Context) -> dict:
     """Train (or resume) to `training.steps` on the tokenised dataset file `dataset` (data.prepare_dataset);
     returns a summary (the same on every rank)."""
     torch.manual_seed(training.seed)
@@ -590,8 +593,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_local(examples: list[dict], student, training, output_dir: str, *, resume: bool = True,
-                device: str | None = None, fault: dict | None = None,
+def train_local(examples: list[dict], student: StudentConfig, training: TrainingConfig, output_dir: str, *,
+                resume: bool = True, device: str | None = None, fault: dict | None = None,
                 on_finish: Callable[[Any], None] | None = None) -> dict:
     """The core in this process (world size 1): checkpoints go to output_dir/checkpoints/step-NNNNNN."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

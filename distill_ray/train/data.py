@@ -29,8 +29,14 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from distill_ray.config import StudentConfig
 
 IGNORE = -100
 
@@ -66,7 +72,7 @@ class MicroBatch:
                           self.examples, self.loss_tokens)
 
 
-def encode_example(tokenizer, example: dict, max_length: int, prompt_text: str | None = None,
+def encode_example(tokenizer: PreTrainedTokenizerBase, example: dict, max_length: int, prompt_text: str | None = None,
                    end_of_turn: str | None = None) -> EncodedExample:
     """Chat-format one TrainExample; learn `response` + end-of-turn token, mask the prompt, truncate to max_length."""
     from distill_ray.train.models import build_chat_prompt, end_of_turn_token
@@ -88,7 +94,7 @@ def encode_example(tokenizer, example: dict, max_length: int, prompt_text: str |
     return EncodedExample(str(example.get("id", "")), tuple(ids), tuple(targets), truncated)
 
 
-def encode_examples(tokenizer, examples: list[dict], max_length: int) -> list[EncodedExample]:
+def encode_examples(tokenizer: PreTrainedTokenizerBase, examples: list[dict], max_length: int) -> list[EncodedExample]:
     from distill_ray.train.models import end_of_turn_token
 
     eot = end_of_turn_token(tokenizer)
@@ -327,7 +333,7 @@ class TokenizedDataset:
                               tuple(self._targets[lo:hi].tolist()), int(self._truncated[i]))
 
 
-def prepare_dataset(examples: list[dict], student, max_length: int, folder: str) -> str:
+def prepare_dataset(examples: list[dict], student: StudentConfig, max_length: int, folder: str) -> str:
     """Tokenise TrainExample rows once (on the driver) into `folder/tokens-<key>.arrow`; returns the file's path.
 
     The key hashes the rows, the tokenizer's model and revision, and max_length, so a resumed or repeated run

@@ -28,10 +28,13 @@ with 2 ZeRO-3 workers (tests/train/test_host_memory.py states the tolerance); no
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill_ray.files import read_json
 from distill_ray.train.memory import GIB, model_shape, parameter_counts
+
+if TYPE_CHECKING:
+    from distill_ray.config import StudentConfig
 
 # Memory of each instance type in GiB (AWS's published instance specifications), and the share a plan may use: the
 # rest is the OS, the Ray raylet/object store's own processes and headroom.
@@ -57,7 +60,8 @@ def checkpoint_dtype_bytes(model: str) -> int:
     return 2
 
 
-def estimate_load_host_memory(student, *, device: str = "cuda", world: int | None = None) -> dict[str, Any]:
+def estimate_load_host_memory(student: StudentConfig, *, device: str = "cuda",
+                               world: int | None = None) -> dict[str, Any]:
     """Per-rank host memory (GiB) while `student`'s base model loads for training, by component, `total_gib`, and
     `model_gib` (everything but the runtime: what a load adds to a running process's resident set), and
     `shared_per_node_gib` (the mapped checkpoint, one copy per node whatever the ranks). Raises UnknownShapeError
@@ -87,7 +91,7 @@ def estimate_load_host_memory(student, *, device: str = "cuda", world: int | Non
             "total_gib": sum(components.values()), "shared_per_node_gib": mapped}
 
 
-def estimate_training_host_memory(student, *, world: int | None = None) -> dict[str, Any]:
+def estimate_training_host_memory(student: StudentConfig, *, world: int | None = None) -> dict[str, Any]:
     """Per-rank host memory (GiB) while training on GPUs: the runtime, and on rank 0 at a checkpoint the adapter
     gathered to the CPU (compute dtype) and its fp32 master + Adam moments partition on their way to disk."""
     s = model_shape(student.model)

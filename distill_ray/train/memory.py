@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
 
 GIB = 1024**3
 CUDA_OVERHEAD_GIB = 1.5  # context, cuBLAS/NCCL workspaces, allocator slack
@@ -89,7 +92,7 @@ def _linear_shapes(s: dict[str, Any]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def parameter_counts(s: dict[str, Any], lora) -> tuple[int, int, int]:
+def parameter_counts(s: dict[str, Any], lora: LoraConfig) -> tuple[int, int, int]:
     """(base parameters, trainable LoRA parameters, parameters of one decoder layer)."""
     h = s["hidden"]
     layer = sum(i * o for i, o in _linear_shapes(s).values()) + 2 * h + 2 * s["head_dim"]
@@ -120,7 +123,7 @@ def _activation_bytes_per_token_layer(s: dict[str, Any], act: int, lora) -> floa
     return norms + attention + mlp + dropout
 
 
-def largest_row_tokens(training) -> int:
+def largest_row_tokens(training: TrainingConfig) -> int:
     """The most tokens one forward pass can hold, as train.data.make_micro_batches builds rows: packed under a token
     budget, an example is first truncated to max_length and one longer than the budget gets a row of its own (it is
     neither split nor dropped), so the largest row is max(budget, max_length); packed without a budget, micro_batch
@@ -130,7 +133,8 @@ def largest_row_tokens(training) -> int:
     return training.micro_batch * training.max_length
 
 
-def estimate_train_memory(student, training, *, device: str = "cuda", world: int | None = None) -> dict[str, Any]:
+def estimate_train_memory(student: StudentConfig, training: TrainingConfig, *, device: str = "cuda",
+                          world: int | None = None) -> dict[str, Any]:
     """Estimated per-worker memory (GiB) of training `student` under `training`, by component, and `total_gib`.
 
     `world` defaults to student.num_workers; `device` "cuda" assumes bf16 compute when student.dtype is auto

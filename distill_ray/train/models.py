@@ -29,9 +29,14 @@ import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from distill_ray.config import StudentConfig
 
 BUILTIN_SEED = 1234
 TOKENIZER_VOCAB = 1024
@@ -324,7 +329,7 @@ def set_activation_checkpointing(model: Any, enabled: bool) -> None:
         model.gradient_checkpointing_disable()
 
 
-def load_tokenizer(student) -> Any:
+def load_tokenizer(student: StudentConfig) -> Any:
     """The student's tokenizer (built-in or from the hub), with a pad token set."""
     from transformers import AutoTokenizer
 
@@ -345,7 +350,7 @@ def load_tokenizer(student) -> Any:
     return tokenizer
 
 
-def load_base_model(student, *, device: str = "cpu", attn_implementation: str | None = None) -> Any:
+def load_base_model(student: StudentConfig, *, device: str = "cpu", attn_implementation: str | None = None) -> Any:
     """The frozen base model in the student's dtype on `device` (no adapter)."""
     from transformers import AutoModelForCausalLM
 
@@ -360,7 +365,7 @@ def load_base_model(student, *, device: str = "cpu", attn_implementation: str | 
     return model.to(device)
 
 
-def load_student(student, adapter_path: str | None = None, *, device: str = "cpu") -> tuple[Any, Any]:
+def load_student(student: StudentConfig, adapter_path: str | None = None, *, device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) for a StudentConfig; with `adapter_path` the PEFT adapter is loaded on top (eval mode)."""
     tokenizer = load_tokenizer(student)
     model = load_base_model(student, device=device)
@@ -372,7 +377,7 @@ def load_student(student, adapter_path: str | None = None, *, device: str = "cpu
     return model, tokenizer
 
 
-def end_of_turn_token(tokenizer) -> str:
+def end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str:
     """The token that ends an assistant turn in this tokenizer's chat format (appended to training responses)."""
     vocab = tokenizer.get_vocab()
     for candidate in ("<|eot_id|>", "<|im_end|>", "<end_of_turn>"):
@@ -381,7 +386,7 @@ def end_of_turn_token(tokenizer) -> str:
     return tokenizer.eos_token
 
 
-def build_chat_prompt(tokenizer, user_message: str) -> str:
+def build_chat_prompt(tokenizer: PreTrainedTokenizerBase, user_message: str) -> str:
     """The chat-formatted prompt up to where the assistant's answer starts (the generation prompt).
 
     Tokenize it with `add_special_tokens=False`: the template already writes any BOS token.

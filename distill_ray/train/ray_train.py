@@ -33,7 +33,10 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distill_ray.config import StudentConfig, TrainingConfig
 
 RUN_NAME = "ray_train"
 
@@ -110,9 +113,10 @@ def _latest_complete(root: str) -> str | None:
     return max(done, key=lambda d: int(os.path.basename(d).split("-")[1])) if done else None
 
 
-def train_with_ray(examples: list[dict], student, training, output_dir: str, *, resume: bool = True,
-                   fault: dict | None = None, tune_callback: bool = False, threads_per_worker: int | None = None,
-                   callbacks: list | None = None, progress_file: str | None = None) -> dict[str, Any]:
+def train_with_ray(examples: list[dict], student: StudentConfig, training: TrainingConfig, output_dir: str, *,
+                   resume: bool = True, fault: dict | None = None, tune_callback: bool = False,
+                   threads_per_worker: int | None = None, callbacks: list | None = None,
+                   progress_file: str | None = None) -> dict[str, Any]:
     """Run the core on a Ray Train worker group; returns the same summary as `train_local`. `progress_file`: rank 0
     keeps its last step there (ProgressFile)."""
     import ray.train

@@ -22,6 +22,8 @@ Without a mount namespace the program can read world-readable host files; withou
 slot's uid are killed by a /proc scan after the run.
 """
 
+from __future__ import annotations
+
 import ast
 import builtins
 import collections
@@ -59,7 +61,7 @@ STATUS_FD = 4
 _DICT_LIKE = (collections.Counter, collections.OrderedDict, collections.defaultdict)
 
 
-def encode(value, depth=0):
+def encode(value: object, depth: int = 0) -> list:
     t = type(value)
     if depth > 200:
         return ["?", "too_deep"]
@@ -128,7 +130,7 @@ except ImportError:  # pragma: no cover
 SMALL_RESULT_BYTES = 256 << 10
 
 
-def encode_result(value):
+def encode_result(value: object) -> list:
     """Small values travel as tagged JSON; large ones as a digest of their memo-free pickle (equal values of the
     same shape give equal digests), so a huge output costs a hash rather than a huge message."""
     sink = _HashSink()
@@ -148,7 +150,7 @@ class Digest:
 
     __slots__ = ("hexdigest",)
 
-    def __init__(self, hexdigest):
+    def __init__(self, hexdigest: str) -> None:
         self.hexdigest = str(hexdigest)
 
     def __eq__(self, other):
@@ -169,7 +171,7 @@ class Opaque:
 
     __slots__ = ("type_name",)
 
-    def __init__(self, type_name):
+    def __init__(self, type_name: str) -> None:
         self.type_name = str(type_name)
 
     def __eq__(self, other):
@@ -184,7 +186,7 @@ class Opaque:
         return "<unsupported %s>" % self.type_name
 
 
-def contains_opaque(value):
+def contains_opaque(value: object) -> bool:
     """Whether a decoded value holds an Opaque anywhere (such values are never equal to anything)."""
     if isinstance(value, Opaque):
         return True
@@ -195,7 +197,7 @@ def contains_opaque(value):
     return False
 
 
-def decode(item):
+def decode(item: list) -> object:
     tag = item[0]
     if tag == "n":
         return None
@@ -229,7 +231,7 @@ def decode(item):
 # ------------------------------------------------------------------ framing
 
 
-def write_frame(fd, body):
+def write_frame(fd: int, body: bytes) -> None:
     data = struct.pack(">I", len(body)) + body
     view = memoryview(data)
     while view:
@@ -237,7 +239,7 @@ def write_frame(fd, body):
         view = view[n:]
 
 
-def read_exact(fd, n):
+def read_exact(fd: int, n: int) -> bytes | None:
     chunks = []
     while n:
         chunk = os.read(fd, min(n, 1 << 20))
@@ -248,7 +250,7 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
-def read_frame(fd):
+def read_frame(fd: int) -> bytes | None:
     head = read_exact(fd, 4)
     if head is None:
         return None
@@ -267,16 +269,16 @@ def _check(rc, what):
         raise OSError(err, "%s: %s" % (what, os.strerror(err)))
 
 
-def unshare(flags):
+def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 
 
-def mount(source, target, fstype, flags, data=None):
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     enc = lambda s: s.encode() if isinstance(s, str) else s  # noqa: E731
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), "mount %s" % target)
 
 
-def prctl(option, value):
+def prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), "prctl")
 
 
@@ -293,7 +295,7 @@ def _try_in_child(fn):
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def probe_layers(mountpoint):
+def probe_layers(mountpoint: str) -> dict[str, bool]:
     layers = {"empty_env": True, "rlimits": True, "process_group": True, "fresh_process": True}
     layers["uid_drop"] = os.geteuid() == 0
     for name, flag in (("netns", CLONE_NEWNET), ("ipcns", CLONE_NEWIPC), ("utsns", CLONE_NEWUTS)):
@@ -338,7 +340,7 @@ def _bind_readonly(src, dst):
     mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
 
 
-def build_root(mountpoint, config, limits, with_proc):
+def build_root(mountpoint: str, config: dict, limits: dict, with_proc: bool) -> str:
     """A private root in a tmpfs: read-only system and Python paths, writable /work and /tmp, nothing else."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", mountpoint, "tmpfs", MS_NOSUID, "size=%dm,mode=755" % limits["tmpfs_mb"])
@@ -361,7 +363,7 @@ def build_root(mountpoint, config, limits, with_proc):
     return os.path.join(mountpoint, "work")
 
 
-def apply_rlimits(limits):
+def apply_rlimits(limits: dict) -> None:
     cpu = int(math.ceil(limits["cpu_s"]))
     settings = (
         (resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -376,7 +378,7 @@ def apply_rlimits(limits):
         resource.setrlimit(which, value)
 
 
-def reap_uid(uid):
+def reap_uid(uid: int) -> None:
     """Kill every process owned by uid (the fallback when there is no PID namespace to tear down)."""
     me = os.getpid()
     for _ in range(300):
@@ -403,7 +405,7 @@ def reap_uid(uid):
 
 
 class Launcher:
-    def __init__(self, config):
+    def __init__(self, config: dict) -> None:
         self.config = config
         self.uid = int(config["uid"])
         self.mountpoint = tempfile.mkdtemp(prefix="distill-sandbox-")
@@ -413,13 +415,13 @@ class Launcher:
             if on is False and name in self.layers:
                 self.layers[name] = False
 
-    def close(self):
+    def close(self) -> None:
         try:
             os.rmdir(self.mountpoint)
         except OSError:
             pass
 
-    def run(self, job):
+    def run(self, job: dict) -> tuple[dict, bytes]:
         limits = job["limits"]
         layers = self.layers
         pipes = {name: os.pipe() for name in ("out", "err", "res", "status")}
@@ -671,7 +673,7 @@ def _timed_call(fn, limit_s):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def run_harness(job):
+def run_harness(job: dict) -> None:
     fmt = job["format"]
     if fmt == "call":
         _harness_call(job)
@@ -829,7 +831,7 @@ def _harness_pytest(job):
 # ------------------------------------------------------------------ main loop
 
 
-def main():
+def main() -> None:
     inp, out = 0, 1
     # nothing else may write to the protocol stream
     os.dup2(os.open("/dev/null", os.O_WRONLY), 2)
