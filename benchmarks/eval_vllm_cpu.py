@@ -70,10 +70,11 @@ def main() -> None:
         adapter = train_checkpoint(student, os.path.join(scratch, "train"))
 
         started = time.perf_counter()
-        hf = TransformersBackend(student, adapter, device="cpu")
+        hf = TransformersBackend(student, device="cpu")
+        hf.load_adapter(adapter)
         hf_start = time.perf_counter() - started
-        hf_out, hf_seconds = timed(lambda p, n: hf.generate_with_info(p, max_new_tokens=n), prompts,
-                                   args.max_new_tokens)
+        hf_out, hf_seconds = timed(lambda p, n: hf.generate_with_info(p, max_new_tokens=n, adapter_path=adapter),
+                                   prompts, args.max_new_tokens)
 
         started = time.perf_counter()
         engine = VLLMBackend(student, length_prompts=prompts, max_new_tokens=args.max_new_tokens)

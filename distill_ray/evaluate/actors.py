@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from distill_ray.config import EvaluationConfig, StudentConfig
-from distill_ray.evaluate.backends import Generation
+from distill_ray.evaluate.backends import Generation, TransformersBackend, VLLMBackend
 
 
 class EvalEngine:
@@ -39,33 +39,24 @@ class EvalEngine:
                  length_prompts: list[str] | None = None, max_new_tokens: int | None = None):
         self.backend_name = backend
         if backend == "vllm":
-            from distill_ray.evaluate.backends import VLLMBackend
-
             # vLLM sizes its buffers from these: the adapters' rank (student.lora.r unless given) and, with
             # `length_prompts` (every prompt the engine will see), max_model_len = longest prompt + max_new_tokens.
-            self.backend: Any = VLLMBackend(student, max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel,
-                                            length_prompts=length_prompts, max_new_tokens=max_new_tokens)
+            self.backend: TransformersBackend | VLLMBackend = VLLMBackend(
+                student, max_lora_rank=max_lora_rank, tensor_parallel_size=tensor_parallel,
+                length_prompts=length_prompts, max_new_tokens=max_new_tokens)
         else:
-            from distill_ray.evaluate.backends import TransformersBackend
-
             self.backend = TransformersBackend(student, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                                                device=device)
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
         """Greedy responses to the user messages from the base model plus `adapter_path` (None: the base alone)."""
-        if self.backend_name == "vllm":
-            return self.backend.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-        self.backend.load_adapter(adapter_path)
-        return self.backend.generate(prompts, max_new_tokens=max_new_tokens)
+        return self.backend.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
 
     def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
                            adapter_path: str | None = None) -> list[Generation]:
         """`generate` with each response's finish reason ("stop"/"length") and generated-token count
         (`backends.Generation` tuples)."""
-        if self.backend_name == "vllm":
-            return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-        self.backend.load_adapter(adapter_path)
-        return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens)
+        return self.backend.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
 
     def fingerprint(self) -> Any:
         """The engine's evaluate.fingerprint.EngineFingerprint (versions, dtype, limits, device)."""

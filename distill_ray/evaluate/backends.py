@@ -1,11 +1,12 @@
 """Generation backends for evaluation: transformers (CPU or GPU) and vLLM (GPU, LoRA adapters served per request).
 
-    backend = TransformersBackend(student_config, adapter_path=None, batch_size=32)
-    responses = backend.generate(["user message", ...], max_new_tokens=512)   # one string per prompt, prompt order
-    backend.load_adapter("runs/x/checkpoints/step-200")                        # same loaded base, next checkpoint
+    backend = TransformersBackend(student_config, batch_size=32)
+    responses = backend.generate(["user message", ...], max_new_tokens=512)  # the base: a string per prompt, in order
+    responses = backend.generate(messages, max_new_tokens=512, adapter_path="runs/x/checkpoints/step-200")
 
 Both backends decode greedily from the chat-formatted prompt (`build_chat_prompt`, the same template in both) and
-return one decoded response per user message, in the order given.
+return one decoded response per user message, in the order given; both satisfy `GenerationEngine` (one `generate`
+signature: the base model plus the `adapter_path` of the call, None for the base alone).
 
 How the transformers backend is fast without changing what greedy decoding produces:
 - prompts are tokenized once and sorted by length, then packed into batches by a row cap (`batch_size`) and an
@@ -151,9 +152,9 @@ def greedy_decode(model: Any, prompts: list[list[int]], *, max_new_tokens: int, 
 @runtime_checkable
 class GenerationEngine(Protocol):
     """What evaluation asks of an engine: greedy responses to user messages from the base model plus an adapter
-    (None: the base alone), each with its finish reason and generated-token count. `actors.EvalEngine` (either
-    backend) and `VLLMBackend` satisfy it; `TransformersBackend` serves one adapter at a time (`load_adapter`) and is
-    reached through `EvalEngine`."""
+    (None: the base alone), each with its finish reason and generated-token count. `TransformersBackend`,
+    `VLLMBackend` and `actors.EvalEngine` (either of them, as a Ray actor or not) satisfy it. Not guaranteed: that
+    calls with different adapters may run concurrently (the transformers backend merges one adapter at a time)."""
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
         ...
@@ -164,14 +165,15 @@ class GenerationEngine(Protocol):
 
 
 class TransformersBackend:
-    """Greedy batched generation with transformers; the base model when adapter_path is None.
+    """Greedy batched generation with transformers from the base model plus the call's `adapter_path` (None: the base
+    alone); a different adapter than the last call's is swapped into the loaded base (`load_adapter`).
 
     `merge_adapter=True` folds the LoRA into the weights (fast; may flip near-tied argmaxes, see the module note);
     False keeps PEFT's separate adapter matmuls (exactly what a PEFT model's own `generate()` computes).
     """
 
-    def __init__(self, student: StudentConfig, adapter_path: str | None = None, *, batch_size: int = 32,
-                 device: str | None = None, max_batch_tokens: int | None = None, merge_adapter: bool = True):
+    def __init__(self, student: StudentConfig, *, batch_size: int = 32, device: str | None = None,
+                 max_batch_tokens: int | None = None, merge_adapter: bool = True):
         import torch
 
         from distill_ray.train.models import build_chat_prompt, load_base_model, load_tokenizer
@@ -191,8 +193,6 @@ class TransformersBackend:
         self._build_chat_prompt = build_chat_prompt
         self._pristine: dict[str, Any] = {}  # base weights a merged adapter overwrote, kept on the host
         self._peft_model: Any = None  # the PEFT wrapper of an unmerged adapter
-        if adapter_path:
-            self.load_adapter(adapter_path)
 
     @classmethod
     def from_model(cls, model: Any, *, pad_id: int, stop_ids: list[int], batch_size: int = 32,
@@ -209,7 +209,8 @@ class TransformersBackend:
         return backend
 
     def load_adapter(self, adapter_path: str | None) -> None:
-        """Serve `adapter_path` (None: the base model) from here on, without reloading the base model."""
+        """Serve `adapter_path` (None: the base model) from here on, without reloading the base model; `generate_ids`
+        uses whatever was loaded last, `generate` loads its own `adapter_path` first."""
         from peft import PeftModel
         from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -280,12 +281,16 @@ class TransformersBackend:
                 outputs[i] = tokens
         return outputs
 
-    def generate(self, prompts: list[str], *, max_new_tokens: int) -> list[str]:
-        """One decoded response per user message, in prompt order (special tokens dropped, `<think>` kept)."""
-        return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens)]
+    def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
+        """One decoded response per user message from the base plus `adapter_path` (None: the base alone), in prompt
+        order (special tokens dropped, `<think>` kept)."""
+        return [g.text for g in self.generate_with_info(prompts, max_new_tokens=max_new_tokens,
+                                                        adapter_path=adapter_path)]
 
-    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int) -> list[Generation]:
+    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
+                           adapter_path: str | None = None) -> list[Generation]:
         """`generate`, with each response's finish reason and generated-token count."""
+        self.load_adapter(adapter_path)
         new = self.generate_ids(self.encode(prompts), max_new_tokens=max_new_tokens)
         return [Generation(self.tokenizer.decode(tokens, skip_special_tokens=True),
                            finish_reason_of(tokens, self.stop_ids), len(tokens)) for tokens in new]

@@ -7,10 +7,10 @@ import inspect
 import pytest
 
 from distill_ray.evaluate.actors import EvalEngine
-from distill_ray.evaluate.backends import GenerationEngine, VLLMBackend
+from distill_ray.evaluate.backends import GenerationEngine, TransformersBackend, VLLMBackend
 
 
-@pytest.mark.parametrize("engine_class", [EvalEngine, VLLMBackend])
+@pytest.mark.parametrize("engine_class", [EvalEngine, TransformersBackend, VLLMBackend])
 @pytest.mark.parametrize("method", ["generate", "generate_with_info"])
 def test_engines_match_the_protocol_signature(engine_class: type, method: str) -> None:
     want = inspect.signature(getattr(GenerationEngine, method))

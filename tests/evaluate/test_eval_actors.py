@@ -22,7 +22,8 @@ def checkpoints(lora_adapter):
 def expected(checkpoints, tools):
     """Responses from a fresh backend per checkpoint (base first): what a one-shot evaluation would produce."""
     messages = tools.mixed_messages(6, seed=7)
-    return messages, {path: TransformersBackend(STUDENT, path, batch_size=4).generate(messages, max_new_tokens=MAX_NEW)
+    return messages, {path: TransformersBackend(STUDENT, batch_size=4).generate(messages, max_new_tokens=MAX_NEW,
+                                                                                 adapter_path=path)
                       for path in [None, *checkpoints]}
 
 

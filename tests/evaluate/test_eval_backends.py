@@ -93,13 +93,15 @@ def test_lora_adapter_unmerged_is_exact_and_merged_differs_only_at_near_ties(mod
     messages = tools.mixed_messages(10, seed=3)
     peft_model = PeftModel.from_pretrained(load_base_model(student), path, is_trainable=False).eval()
 
-    exact = TransformersBackend(student, path, batch_size=1, merge_adapter=False)
+    exact = TransformersBackend(student, batch_size=1, merge_adapter=False)
+    exact.load_adapter(path)
     ids = exact.encode(messages)
     want = tools.reference_generate(peft_model, ids, max_new_tokens=MAX_NEW, stop_ids=exact.stop_ids,
                                     pad_id=exact.tokenizer.pad_token_id)
     assert exact.generate_ids(ids, max_new_tokens=MAX_NEW) == want
 
-    merged = TransformersBackend(student, path, batch_size=4)
+    merged = TransformersBackend(student, batch_size=4)
+    merged.load_adapter(path)
     assert not any("lora" in name for name, _ in merged.model.named_parameters())  # really merged away
     got = merged.generate_ids(ids, max_new_tokens=MAX_NEW)
     diverged = tools.divergences(peft_model, ids, got, want)
@@ -124,11 +126,10 @@ def test_switching_adapters_on_one_loaded_base(tools, lora_adapter):
     base = engine.generate(messages, max_new_tokens=16)
     results = {}
     for path in (first, second, None, second):
-        engine.load_adapter(path)
-        results.setdefault(path, []).append(engine.generate(messages, max_new_tokens=16))
+        results.setdefault(path, []).append(engine.generate(messages, max_new_tokens=16, adapter_path=path))
     for path in (first, second):
-        fresh = TransformersBackend(student, path, batch_size=6)
-        assert results[path][0] == fresh.generate(messages, max_new_tokens=16)
+        fresh = TransformersBackend(student, batch_size=6)
+        assert results[path][0] == fresh.generate(messages, max_new_tokens=16, adapter_path=path)
     assert results[second][0] == results[second][1]
     assert results[None][0] == base
     assert results[first][0] != base and results[second][0] != results[first][0]
@@ -170,6 +171,6 @@ def test_vllm_backend_matches_transformers_on_gpu(tools, lora_adapter):
     messages = tools.mixed_messages(8, seed=5)
     vllm_out = VLLMBackend(student, max_lora_rank=8, gpu_memory_utilization=0.3).generate(
         messages, max_new_tokens=16, adapter_path=path)
-    hf_out = TransformersBackend(student, path, device="cuda").generate(messages, max_new_tokens=16)
+    hf_out = TransformersBackend(student, device="cuda").generate(messages, max_new_tokens=16, adapter_path=path)
     assert len(vllm_out) == len(messages)
     assert sum(a == b for a, b in zip(vllm_out, hf_out, strict=True)) >= len(messages) // 2

@@ -105,8 +105,8 @@ def test_greedy_answers_match_the_transformers_backend_on_the_same_checkpoint(wo
     prompts = [p["prompt"] for p in benchmarks["mini-math"]]
     engine = worker._engine()
     from_vllm = engine.generate(prompts, max_new_tokens=MAX_NEW, adapter_path=checkpoints[-1])
-    reference = TransformersBackend(STUDENT, checkpoints[-1], batch_size=1, merge_adapter=False, device="cpu")
-    from_transformers = reference.generate(prompts, max_new_tokens=MAX_NEW)
+    reference = TransformersBackend(STUDENT, batch_size=1, merge_adapter=False, device="cpu")
+    from_transformers = reference.generate(prompts, max_new_tokens=MAX_NEW, adapter_path=checkpoints[-1])
     same = sum(a == b for a, b in zip(from_vllm, from_transformers, strict=True))
     print(f"vLLM vs transformers, fp32 greedy: {same}/{len(prompts)} identical")
     # Different kernels (vLLM's CPU attention, PEFT's unmerged matmuls) reorder float32 sums; an argmax can flip only
