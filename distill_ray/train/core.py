@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import logging
 import math
 import os
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from distill_ray.files import read_json, write_json, write_text
 from distill_ray.train.data import (
     IGNORE,
     TokenizedDataset,
@@ -405,17 +405,15 @@ def save_checkpoint(setup: Setup, ctx: Context, step: int, meta: dict) -> None:
         if not setup.deepspeed:
             torch.save({"optimizer": setup.optimizer.state_dict(), "scheduler": setup.scheduler.state_dict(),
                         "adapter": adapter}, os.path.join(folder, "state", "torch.pt"))
-        with open(os.path.join(folder, "state", "meta.json"), "w") as handle:
-            json.dump(meta, handle)
-        with open(os.path.join(folder, COMPLETE), "w") as handle:
-            handle.write(str(step))
+        # atomic and synced: COMPLETE (written last) never marks a folder whose meta.json a crash cut short
+        write_json(os.path.join(folder, "state", "meta.json"), meta, indent=None)
+        write_text(os.path.join(folder, COMPLETE), str(step))
     ctx.save(step, folder, meta)
 
 
 def load_checkpoint(setup: Setup, ctx: Context, folder: str) -> dict:
     """Restore adapter, optimizer, scheduler and this rank's RNG from a checkpoint folder; returns its meta."""
-    with open(os.path.join(folder, "state", "meta.json")) as handle:
-        meta = json.load(handle)
+    meta = read_json(os.path.join(folder, "state", "meta.json"))
     if meta["world"] != ctx.world:
         raise RuntimeError(f"checkpoint was written by {meta['world']} ranks, this run has {ctx.world}")
     if setup.deepspeed:
@@ -581,8 +579,7 @@ def latest_checkpoint(folder: str) -> str | None:
 
 def checkpoint_info(step_dir: str) -> dict[str, Any]:
     """records.CheckpointInfo of a complete checkpoint folder, plus its truncated_examples, from its meta.json."""
-    with open(os.path.join(step_dir, "state", "meta.json"), encoding="utf-8") as handle:
-        meta = json.load(handle)
+    meta = read_json(os.path.join(step_dir, "state", "meta.json"))
     return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
             "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
 

@@ -28,7 +28,6 @@ not supported here, because the summary and the adapter paths are read back from
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import tempfile
@@ -188,13 +187,13 @@ def summary_from_checkpoints(run_dir: str, steps: int) -> dict[str, Any]:
     Reading storage rather than Ray's result metrics makes a resumed or already finished run report the same thing
     as an uninterrupted one.
     """
+    from distill_ray.files import read_json
     from distill_ray.train.core import COMPLETE
 
     metas = []
     for folder in glob.glob(os.path.join(run_dir, "step-*")):
         if os.path.exists(os.path.join(folder, COMPLETE)) and _step_of(folder) <= steps:
-            with open(os.path.join(folder, "state", "meta.json")) as handle:
-                metas.append((folder, json.load(handle)))
+            metas.append((folder, read_json(os.path.join(folder, "state", "meta.json"))))
     if not metas:
         raise RuntimeError(f"training finished without a checkpoint in {run_dir}")
     metas.sort(key=lambda item: item[1]["step"])

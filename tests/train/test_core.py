@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig
+from distill_ray.files import InputError
 from distill_ray.train import core, load_student, train_student
 from distill_ray.train.core import AdapterNotAppliedError, Context, InjectedFault, setup_model, train_local
 from distill_ray.train.models import load_base_model
@@ -110,6 +111,18 @@ def test_resume_after_a_fault_equals_an_uninterrupted_run(tmp_path, concise_exam
         assert a == pytest.approx(b, rel=1e-6)
     assert resumed["data_digest"] == straight["data_digest"] and resumed["examples_consumed"] == 70
     assert [c["step"] for c in resumed["checkpoints"]] == [3, 6, 7]
+    # meta.json and the COMPLETE marker go through files.write_json/write_text: no temporary file is left behind
+    step_dir = os.path.dirname(straight["checkpoints"][-1]["path"])
+    assert open(os.path.join(step_dir, core.COMPLETE)).read() == "7"
+    assert [n for _, _, names in os.walk(tmp_path) for n in names if ".tmp-" in n] == []
     a = load_file(os.path.join(straight["checkpoints"][-1]["path"], "adapter_model.safetensors"))
     b = load_file(os.path.join(resumed["checkpoints"][-1]["path"], "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_cut_short_meta_json_is_an_input_error_naming_the_file(tmp_path):
+    step_dir = tmp_path / "step-000003"
+    (step_dir / "state").mkdir(parents=True)
+    (step_dir / "state" / "meta.json").write_text('{"step": 3,')
+    with pytest.raises(InputError, match=r"step-000003/state/meta\.json:1: not valid JSON"):
+        core.checkpoint_info(str(step_dir))
