@@ -12,12 +12,15 @@ client runs in-process on an event loop. Every billed response is in the cache (
 killing the process at any moment and running again pays for nothing twice. Every Parquet file is written atomically
 (rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
 
-Before the bulk: the key is checked (`preflight.key_info` on OpenRouter, `key_check` elsewhere) and the first work
-item is sent alone as a probe (`preflight.check_probe`); an invalid request or a missing required reasoning stops the
-run there. Money: `max_cost_usd` is per teacher (its cache namespace) across domains and resumes: what the cache
+Before the bulk: the key is checked (`preflight.key_info` on OpenRouter; elsewhere the probe is the key check) and the
+first work item is sent alone as a probe (`preflight.check_probe`), its answer stored like every other; a refused key,
+an invalid request or a missing required reasoning stops the run there. No paid request is sent whose answer is not
+stored. Money: `max_cost_usd` is per teacher (its cache namespace) across domains and resumes: what the cache
 records as paid (answers, verdicts, and billed non-answers) is spent before this run starts. On OpenRouter the key's
-`usage` is read at start and end and reported beside the ledger. A 402 without Retry-After ends the run with
-`CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
+`usage` is read at start and end and reported beside the ledger. A stop (402 without Retry-After, a 401/403 refusal,
+Ctrl-C) starts no new request but waits for the ones already admitted (each bounded by the request timeout) and stores
+their answers; then a 402 ends the run with `CreditsExhausted` and a refusal with `FatalTeacherError`, after the output
+is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
 On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
@@ -70,7 +73,7 @@ from distill_ray.teacher.parts import (
     write_part,
     write_table,
 )
-from distill_ray.teacher.preflight import check_probe, key_check, key_info
+from distill_ray.teacher.preflight import check_probe, key_info
 from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
 
 __all__ = ["OUTPUT_FILE", "TRACE_COLUMNS", "generate_traces", "plan_generation", "paid_in_cache"]
@@ -439,18 +442,16 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     snapshots: list[dict] = []
     if items:
         resolve_api_key(spec)  # a missing key stops here, before any request
+        # where there is no key endpoint, the probe below (or the bulk's first request) is the key check: its answer
+        # is stored like any other, so checking the key costs nothing that is not kept
         key_start = key_info(spec)
-        if key_start is None:
-            cost = key_check(spec)
-            if cost:
-                ResponseCache(cache_dir, ns).writer().put_sync(f"spend:key-check-{time.time_ns()}", {
-                    "spend_only": True, "cost_usd": cost, "created": time.time()})
-                spec["spent_before_usd"] = spent_before = spent_before + cost
         if probe and len(items) > 1:
             # one real request first: an invalid request or a missing reasoning stops here, not after 40K rows
             silent = _Progress(teacher_name, 0, 0, 0.0, stream)
             probe_rows, probe_snapshot = _run_local(spec, items[:1], cache_dir, ns, silent, stop_event, limiter)
             snapshots.append(probe_snapshot)
+            if probe_snapshot.get("stopped") == "fatal":
+                raise FatalTeacherError(probe_snapshot["fatal_message"])
             base_summary["probe"] = check_probe(spec, probe_rows)
             items = items[1:]
             if probe_snapshot.get("stopped") == "credits":
@@ -504,6 +505,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "stopped_by_budget": snapshot.get("stopped") == "budget" or any(
             r["error"].startswith("budget") for r in rows),
         "errors_by_kind": dict(errors), "wall_s": round(time.monotonic() - started, 3),
+        "empty_retried": int(errors.get("empty_retried", 0)),
         "failure_reasons": dict(Counter(r.get("failure") or failure_reason(r["error"]) for r in failed)),
         "permanent_failures": sum(1 for r in failed if r.get("permanent")),
         "transient_failures": sum(1 for r in failed if not r.get("permanent")),
@@ -519,6 +521,9 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         summary["key_usage_end_usd"] = end.get("usage") if end else None
         if end is not None and key_start.get("usage") is not None and end.get("usage") is not None:
             summary["key_usage_delta_usd"] = round(float(end["usage"]) - float(key_start["usage"]), 8)
+    if snapshot.get("stopped") == "fatal":
+        raise FatalTeacherError(f"{snapshot['fatal_message']} ({summary['ok']} of {summary['rows']} rows are stored, "
+                                "every answer that arrived after the refusal among them)")
     if snapshot.get("stopped") == "credits":
         raise CreditsExhausted(
             f"teacher {teacher_name!r}: the provider reported insufficient credits (HTTP 402 without Retry-After); "
@@ -538,9 +543,10 @@ def _current_rows(folder: str, problems: list[Problem], samples: int) -> list[di
 def _merge_snapshots(snapshots: list[dict]) -> dict:
     totals: Counter = Counter()
     errors: Counter = Counter()
-    stopped = ""
+    stopped = fatal_message = ""
     for snap in snapshots:
         totals.update(snap.get("totals", {}))
         errors.update(snap.get("errors", {}))
         stopped = stopped or snap.get("stopped", "")
-    return {"totals": dict(totals), "errors": dict(errors), "stopped": stopped}
+        fatal_message = fatal_message or snap.get("fatal_message", "")
+    return {"totals": dict(totals), "errors": dict(errors), "stopped": stopped, "fatal_message": fatal_message}

@@ -15,7 +15,8 @@ What it reproduces, each behind its own option (all off by default except the re
   (`null_usage_rate`). None of them is billed;
 - billed answers that are not traces: `finish_reason: "content_filter"` for prompts containing one of
   `content_filter_prompts`, and empty content with `finish_reason: "stop"` for those containing one of
-  `empty_content_prompts`;
+  `empty_content_prompts` (on every answer, or with `empty_content_times: N` only on the first N answers of each
+  (prompt, sample), as a provider's occasional empty completion that the next try answers);
 - 402 "insufficient credits" without Retry-After once `spend_limit_usd` has been billed (raise it with
   `POST /admin/credits {"spend_limit_usd": X}`, as a top-up would); 402 with Retry-After and `error.metadata.
   limit_source: "openrouter_in_flight_budget"` (`in_flight_402_rate`);
@@ -49,6 +50,7 @@ class OpenRouterProfile:
     moderation_prompts: list[str] = field(default_factory=list)
     content_filter_prompts: list[str] = field(default_factory=list)
     empty_content_prompts: list[str] = field(default_factory=list)
+    empty_content_times: int = 0  # 0: always empty; N: empty on the first N answers of a (prompt, sample)
     encrypted_reasoning: bool = False
     first_attempt_only: bool = False
     seed: int = 0
@@ -67,6 +69,7 @@ class OpenRouterProfile:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.seen: set[str] = set()
+        self.empty_answers: dict[str, int] = {}
 
     # -- requests that never reach a model ----------------------------------------------------------------------
     def before(self, request: dict, user_text: str, arrival_key: str, billed_cost: float) -> tuple | None:
@@ -120,12 +123,17 @@ class OpenRouterProfile:
             reasons = False
         return reasons, reasons and not reasoning.get("exclude")
 
-    def outcome(self, user_text: str) -> str:
+    def outcome(self, user_text: str, answer_key: str = "") -> str:
         """"" (a normal answer), "content_filter" or "empty": billed answers that are not traces."""
         if any(needle and needle in user_text for needle in self.content_filter_prompts):
             return "content_filter"
         if any(needle and needle in user_text for needle in self.empty_content_prompts):
-            return "empty"
+            if not self.empty_content_times:
+                return "empty"
+            given = self.empty_answers.get(answer_key, 0)
+            if given < self.empty_content_times:
+                self.empty_answers[answer_key] = given + 1
+                return "empty"
         return ""
 
     def message(self, reasoning: str, content: str, returned: bool) -> dict[str, Any]:

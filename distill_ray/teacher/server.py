@@ -352,7 +352,7 @@ class TeacherServer:
             if max_tokens:
                 reasoning, content, cut = _cut(reasoning, content, int(max_tokens))
                 finish = "length" if cut else finish
-            outcome = self.profile.outcome(user) if self.profile is not None else ""
+            outcome = self.profile.outcome(user, f"{ckey}:{index}") if self.profile is not None else ""
             if outcome:
                 content = ""
                 finish = "content_filter" if outcome == "content_filter" else finish

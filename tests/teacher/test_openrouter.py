@@ -136,7 +136,17 @@ def test_content_filter_and_empty_content_are_permanent_failures(openrouter, pro
     assert by_id[problems[1]["id"]]["permanent"] and by_id[problems[1]["id"]]["status"] == "failed"
     again = run(problems, teacher(server.base_url, R1), tmp_path)
     assert again["requests"] == 0 and again["failure_reasons"] == summary["failure_reasons"]
-    assert server.duplicates() == {}
+    assert summary["empty_retried"] == 2 and server.billed() == 10 + 2  # permanent only after the two retries
+
+
+def test_an_empty_answer_is_retried_and_the_next_answer_kept(openrouter, problems, tmp_path):
+    server = openrouter({"empty_content_prompts": [problems[1]["prompt"]], "empty_content_times": 1})
+    summary = run(problems, teacher(server.base_url, R1, empty_retries=2), tmp_path)
+    assert summary["ok"] == 10 and summary["complete"] and summary["empty_retried"] == 1
+    assert server.billed() == 11  # the empty answer was billed; its cost is in the ledger and the cache
+    assert summary["cost_usd"] == pytest.approx(server.counters()["billed_cost_usd"])
+    row = next(r for r in rows(tmp_path) if r["problem_id"] == problems[1]["id"])
+    assert row["content"] and row["attempts"] == 2
 
 
 def test_403_moderation_fails_that_row_and_the_run_goes_on(openrouter, problems, tmp_path):
