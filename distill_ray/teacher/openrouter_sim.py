@@ -21,6 +21,7 @@ What it reproduces, each behind its own option (all off by default except the re
   `POST /admin/credits {"spend_limit_usd": X}`, as a top-up would); 402 with Retry-After and `error.metadata.
   limit_source: "openrouter_in_flight_budget"` (`in_flight_402_rate`);
 - 403 with `error.metadata.reasons` and `flagged_input` for prompts containing one of `moderation_prompts`;
+- 403 without metadata (a key disabled mid-run) for every completion after the first `key_disabled_after` arrivals;
 - 503 with Retry-After (`retry_after_503_rate`, `retry_after_s`);
 - `GET /v1/key`: `{"data": {"usage", "limit", "limit_remaining", ...}}` in dollars, usage = what was billed.
 
@@ -53,6 +54,7 @@ class OpenRouterProfile:
     empty_content_times: int = 0  # 0: always empty; N: empty on the first N answers of a (prompt, sample)
     encrypted_reasoning: bool = False
     first_attempt_only: bool = False
+    key_disabled_after: int | None = None
     seed: int = 0
 
     @classmethod
@@ -70,6 +72,7 @@ class OpenRouterProfile:
         self.rng = random.Random(self.seed)
         self.seen: set[str] = set()
         self.empty_answers: dict[str, int] = {}
+        self.arrivals = 0
 
     # -- requests that never reach a model ----------------------------------------------------------------------
     def before(self, request: dict, user_text: str, arrival_key: str, billed_cost: float) -> tuple | None:
@@ -78,6 +81,9 @@ class OpenRouterProfile:
         if model.startswith("anthropic/") and request.get("temperature") is not None \
                 and request.get("top_p") is not None:
             return _error(400, f"{model}: temperature and top_p cannot both be specified for this model")
+        self.arrivals += 1
+        if self.key_disabled_after is not None and self.arrivals > self.key_disabled_after:
+            return _error(403, "This API key is disabled")
         if self.spend_limit_usd is not None and billed_cost >= self.spend_limit_usd:
             return _error(402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits")
         for needle in self.moderation_prompts:

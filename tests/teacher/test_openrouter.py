@@ -273,3 +273,26 @@ def test_the_seed_teachers_get_reasoning_traces(server_factory, problems, tmp_pa
         summary = run(problems, local, tmp_path, name=name, out=name)
         assert summary["ok"] == 10 and summary["complete"] and summary["probe"]["reasoning_present"], summary
         assert all(r["reasoning"] and r["content"] for r in rows(tmp_path, name))
+
+
+def test_a_402_waits_for_the_requests_already_admitted_and_stores_every_billed_answer(openrouter, tmp_path):
+    many = make_problems("math", "train", 24, seed=4)
+    server = openrouter(faults={"latency_s": 0.3})
+    one = generate_traces(many[:1], "t", teacher(server.base_url, R1), str(tmp_path / "one"),
+                          cache_dir=str(tmp_path / "c1"), progress_interval_s=0, use_ray=False)["cost_usd"]
+    server.reset()
+    server.set_spend_limit(one * 2.5)  # eight requests are admitted together; the next arrivals get the 402
+    with pytest.raises(CreditsExhausted):
+        run(many, teacher(server.base_url, R1, concurrency=8), tmp_path, probe=False)
+    stored = [r for r in rows(tmp_path) if r["status"] == "ok"]
+    assert len(stored) == server.billed() >= 3  # paid after the 402 arrived, and stored all the same
+
+
+def test_a_key_refused_mid_run_waits_for_the_admitted_requests_then_raises(openrouter, tmp_path):
+    many = make_problems("math", "train", 24, seed=4)
+    server = openrouter({"key_disabled_after": 10}, faults={"latency_s": 0.3})
+    with pytest.raises(FatalTeacherError, match="refused"):
+        run(many, teacher(server.base_url, R1, concurrency=8), tmp_path, probe=False)
+    stored = [r for r in rows(tmp_path) if r["status"] == "ok"]
+    assert len(stored) == server.billed() == 10 and server.counters()["status"].get("403", 0) >= 1
+    assert all(r["failure"] == "fatal" for r in rows(tmp_path) if r["status"] != "ok")
