@@ -33,8 +33,9 @@ rewrite every row, remove old parts after their write.
 
 Not guaranteed: two generators that send the same *new* request at the same moment both pay; run one generator per
 (teacher, problem set) (the sweep shares traces between trials for that reason). The in-process and actor paths hold
-the whole output in memory until the final write; every path loads the cache's records into the driver at start
-(a resume of a large run holds those texts once).
+the whole output in memory until the final write. The driver reads the cache through its SQLite index (`CacheIndex`):
+a resume holds no stored record, reads each hit from its segment and, on the Ray Data path, writes the hits the output
+lacks as parts a thousand rows at a time.
 """
 
 from __future__ import annotations
@@ -141,9 +142,16 @@ def _write_output(folder: str, rows: list[dict]) -> None:
     remove_parts(folder)  # their rows are all in the file now (they were read as kept rows)
 
 
-def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict) -> tuple[list[dict], list[dict]]:
-    """(rows already complete, work items for the clients)."""
-    done_rows, items = [], []
+def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
+                sink: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], list[dict], int]:
+    """(rows already complete, work items for the clients, how many rows were complete).
+
+    `cache` answers `get(key)` (a `CacheIndex`, which reads one record per hit, or a dict). With `sink`, complete rows
+    go to it in chunks as they are found and are not returned, so the caller never holds more than a chunk of texts.
+    """
+    done_rows: list[dict] = []
+    items: list[dict] = []
+    n_done = 0
     max_tokens = int(teacher["sampling"]["max_tokens"])
     bigger = int(teacher["retry_max_tokens_cap"])
     retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
@@ -171,7 +179,19 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict)
         if samples:
             items.append({"problem": {"id": problem["id"], "domain": problem.get("domain", ""),
                                       "prompt": problem["prompt"]}, "samples": samples})
-    return done_rows, items
+        if sink is not None and len(done_rows) >= _SINK_ROWS:
+            n_done += len(done_rows)
+            sink(done_rows)
+            done_rows = []
+    if sink is not None:
+        n_done += len(done_rows)
+        if done_rows:
+            sink(done_rows)
+        return [], items, n_done
+    return done_rows, items, len(done_rows)
+
+
+_SINK_ROWS = 1000  # rows per part file written from cache hits during a streaming resume
 
 
 def paid_in_cache(cache: dict[str, dict]) -> float:
@@ -401,19 +421,27 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     out_path = os.path.join(output_dir, OUTPUT_FILE)
     ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(output_dir, spec["model"], light=streaming)
-    cache = ResponseCache(cache_dir, ns).load()
-    spent_before = paid_in_cache(cache)
+    cache = ResponseCache(cache_dir, ns).index()  # no record is held: each hit is read from its segment when used
+    spent_before = cache.paid_usd()
     spec["spent_before_usd"] = spent_before
-    done_rows, items = _work_items(problems, spec, kept, cache)
-    del cache  # the records needed are in done_rows and items now
-    plan = plan_generation(problems, teacher, skip=len(done_rows))
+
+    def to_parts(rows: list[dict]) -> None:  # streaming: cache hits the output lacks become parts now, a chunk a time
+        fresh = [r for r in rows if not r.get("_kept")]
+        if fresh:
+            write_part(output_dir, fresh)
+
+    try:
+        done_rows, items, n_done = _work_items(problems, spec, kept, cache, to_parts if streaming else None)
+    finally:
+        cache.close()
+    plan = plan_generation(problems, teacher, skip=n_done)
     plan["spent_before_usd"] = round(spent_before, 6)
     if teacher.max_cost_usd is not None:
         plan["budget_left_usd"] = round(max(0.0, teacher.max_cost_usd - spent_before), 6)
     if on_plan is not None:
         on_plan(plan)
     base_summary = {
-        "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": len(done_rows), "failed": 0,
+        "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": n_done, "failed": 0,
         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
         "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0,
         "output": output_dir if streaming else out_path,
@@ -458,19 +486,17 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
                 items, probe_rows = [], probe_rows + _stopped_rows(spec, items, "credits")
             spec["spent_before_usd"] = spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0))
     n_pending = sum(len(it["samples"]) for it in items)
-    progress = _Progress(teacher_name, len(done_rows) + len(probe_rows) + n_pending, len(done_rows) + len(probe_rows),
+    progress = _Progress(teacher_name, n_done + len(probe_rows) + n_pending, n_done + len(probe_rows),
                          progress_interval_s, stream)
     new_rows: list[dict] = []
     n_new = from_cache = 0
     if streaming:
         from distill_ray.teacher.dataflow import run_dataflow
 
-        # rows the output does not hold yet (cache hits, the probe) go to parts first; kept rows stay where they are
-        fresh = [r for r in done_rows + probe_rows if not r.get("_kept")]
-        for start in range(0, len(fresh), 1000):
-            write_part(output_dir, fresh[start:start + 1000])
-        from_cache = len(done_rows) + sum(1 for r in probe_rows if r.get("from_cache"))
-        del fresh, done_rows, probe_rows
+        # the probe's rows go to a part first (cache hits went while the work was listed); kept rows stay put
+        to_parts(probe_rows)
+        from_cache = n_done + sum(1 for r in probe_rows if r.get("from_cache"))
+        del done_rows, probe_rows
         if items:
             n_new, new_cached, snapshot = run_dataflow(spec, items, output_dir, cache_dir, ns, progress, stop_event,
                                                        limiter)
