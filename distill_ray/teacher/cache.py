@@ -11,11 +11,14 @@ decides a provider's answer, so re-runs, resumes and other trials that send the 
 one segment file (`seg-<host>-<pid>-<random>.jsonl`) and only ever appends to it, so writers on many processes or
 machines never interleave; a restarted process opens a new segment, so a torn line can only be a file's last line.
 Every line is `<sha256[:16] of payload> <payload JSON>`; a line whose checksum or JSON does not hold (a torn write)
-is ignored on read. `put` resolves only after write+fsync, so a response counts as done only once it is durable.
+is ignored on read. `put` writes its line before it yields to the event loop and resolves only after the fsync, so a
+response counts as done only once it is durable.
 
-Not guaranteed: a response that was billed but not yet fsync'ed when the process died is lost (the window is one
-group commit, milliseconds). Two generators sending the same new request at the same moment both pay (no cross-process
-locking; the sweep shares traces between trials instead of generating them twice). API keys never enter a record.
+Not guaranteed: a response that was billed but had not reached `put` when the process was killed (its body in a
+socket buffer, or being parsed) is lost; one that reached `put` survives a killed process, and survives a crash of
+the machine once its fsync (shared by the puts of the moment, milliseconds) is done. Two generators sending the same
+new request at the same moment both pay (no cross-process locking; the sweep shares traces between trials instead of
+generating them twice). API keys never enter a record.
 """
 
 from __future__ import annotations
@@ -266,7 +269,7 @@ class SegmentWriter:
         name = f"seg-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         self.path = os.path.join(directory, name)
         self._fd: int | None = None
-        self._pending: list[tuple[bytes, asyncio.Future]] = []
+        self._pending: list[asyncio.Future] = []  # puts written, waiting for their fsync
         self._flusher: asyncio.Task | None = None
         self.written = 0
 
@@ -280,20 +283,29 @@ class SegmentWriter:
         """Write one record durably (for callers without an event loop)."""
         self._write_all([encode_line(key, record)])
 
-    def _write_all(self, lines: list[bytes]) -> None:
+    def _write_now(self, data: bytes) -> None:
+        """Hand bytes to the kernel: from here they survive the death of this process (not of the machine)."""
         fd = self._open()
-        data = b"".join(lines)
         view = memoryview(data)
         while view:
             done = os.write(fd, view)
             view = view[done:]
-        os.fsync(fd)
+
+    def _write_all(self, lines: list[bytes]) -> None:
+        self._write_now(b"".join(lines))
+        os.fsync(self._open())
         self.written += len(lines)
 
     async def put(self, key: str, record: dict) -> None:
-        """Append a record; returns once it is on disk."""
+        """Append a record; returns once it is on disk.
+
+        The line is written at once, before anything else can run (a SIGKILL after this call started cannot lose it);
+        the fsync that makes it survive a machine crash is shared with the other puts of the moment, in a thread.
+        """
+        self._write_now(encode_line(key, record))
+        self.written += 1
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((encode_line(key, record), future))
+        self._pending.append(future)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         await future
@@ -303,13 +315,13 @@ class SegmentWriter:
             batch, self._pending = self._pending, []
             try:
                 # fsync blocks; a thread keeps the event loop serving the other requests meanwhile
-                await asyncio.to_thread(self._write_all, [line for line, _ in batch])
+                await asyncio.to_thread(os.fsync, self._open())
             except Exception as exc:
-                for _, future in batch:
+                for future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for _, future in batch:
+            for future in batch:
                 if not future.done():
                     future.set_result(None)
 

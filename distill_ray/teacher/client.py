@@ -16,15 +16,19 @@ the cache already holds for them) and returns one `Trace` row per sample. For ev
 A response is a trace only if it is one. OpenRouter's error documentation (openrouter.ai/docs/api/reference/errors-and-
 debugging) says that once a model has started, failures come back as HTTP 200 with an `error` object in the body; so
 a top-level `error`, a choice-level `error`, `finish_reason: "error"`, and `usage: null` with no content are
-*transient* (retried now, and on a re-run when retries run out; never cached). `finish_reason: "content_filter"`, empty
-content with any other finish reason, a 400 (the request is invalid), a 403 whose `error.metadata` names flagged
+*transient* (retried now, and on a re-run when retries run out; never cached). A billed empty answer (empty content,
+finish reason not `length`) is asked again `empty_retries` times (default 2, counted as `empty_retried`, each try's
+cost in the ledger and the cache), apart from `max_retries`; after that it is permanent (`empty_content`).
+`finish_reason: "content_filter"`, a 400 (the request is invalid), a 403 whose `error.metadata` names flagged
 `reasons` (reason `moderation`, reasons kept) and, with `require_reasoning`, an answer without reasoning
 (`no_reasoning`) are *permanent*: the row fails with its reason, the verdict is cached, nothing of it reaches training.
+With `n` > 1 in one request, an empty choice is permanent at once (asking again would re-pay the other choices).
 
-Status codes by meaning (same page): 401 (invalid key) raises `FatalTeacherError` naming where the key came from; 402
-(insufficient credits) without Retry-After stops every client from starting new requests (reason `credits`; the run
-ends with `CreditsExhausted` after storing what was paid), 402 with Retry-After (OpenRouter's in-flight budget) waits
-and retries; 403 without moderation metadata is a refused key (fatal); 503 and 429 wait at least their Retry-After.
+Status codes by meaning (same page): 401 (invalid key) and 403 without moderation metadata (a refused key) stop
+every client from starting new requests (reason `fatal`; the driver raises `FatalTeacherError`, naming where the key
+came from, once the requests already admitted have finished and been stored); 402 (insufficient credits) without
+Retry-After stops them the same way (reason `credits`; the run ends with `CreditsExhausted`), 402 with Retry-After
+(OpenRouter's in-flight budget) waits and retries; 503 and 429 wait at least their Retry-After.
 
 Reasoning is normalised from OpenRouter's `message.reasoning` / `reasoning_details` (text and summary items; encrypted
 items are counted, never put in the text), DeepSeek's `reasoning_content` or an inline `<think>…</think>` (also an

@@ -139,3 +139,17 @@ def test_a_refresh_killed_midway_keeps_its_committed_chunks_and_the_next_one_con
     index = cache_module.CacheIndex(cache.dir)
     assert len(index) == 3  # the first chunk, committed with its byte mark; the second rolled back
     assert index.refresh() == 7 and len(index) == 10 and index.get("k9") == {"content": "9"}
+
+
+def test_a_put_writes_its_line_before_it_first_yields(tmp_path):
+    cache = ResponseCache(str(tmp_path), "ns")
+
+    async def main() -> None:
+        writer = cache.writer()
+        put = asyncio.ensure_future(writer.put("k", {"content": "arrived"}))
+        await asyncio.sleep(0)  # the put has run up to its first await (waiting for the shared fsync)
+        assert cache.load() == {"k": {"content": "arrived"}}  # a SIGKILL from here on cannot lose it
+        await put
+        writer.close()
+
+    asyncio.run(main())
