@@ -13,6 +13,9 @@ Ctrl-C (requests already admitted finish and are stored).
 Counted from the server's billing ledger (a response is billed once its complete body is handed to the socket, so a
 client that is gone is never billed) and the cache's segments (read with `ResponseCache.load()`; small here):
   lost_at_stop[i]:   billed so far minus answers stored so far, after stop i (before the next run starts);
+  billed_after_the_stop[i]: of those billed, how many the server billed after the signal was sent (requests that were
+                     in flight: the simulator, like a provider, finishes a generation whose client has just gone,
+                     until its event loop has seen the closed connection; no client can store those);
   billed_not_stored: the same at the end; paid_twice: billing keys billed more than once, summed over the extra times.
 What a careful user would write instead (a loop that appends each answer to a file as it arrives) has the same
 SIGKILL window, the time between the body arriving and its write reaching the disk; there is no side-by-side run
@@ -109,7 +112,8 @@ def main() -> None:
                 finished = True
             except subprocess.TimeoutExpired:
                 finished = False
-                in_flight = server.counters().get("in_flight", None)
+                before = server.counters()
+                in_flight, billed_before = before.get("in_flight"), before["billed_responses"]
                 if args.signal == "KILL":
                     os.killpg(proc.pid, signal.SIGKILL)
                 else:
@@ -120,7 +124,8 @@ def main() -> None:
             stored = _stored(folder, server.base_url, args.concurrency)
             stops.append({"after_s": round(delay, 2), "finished_before_stop": finished,
                           "server_in_flight_at_stop": None if finished else in_flight, "billed": billed,
-                          "stored": stored, "lost_at_stop": billed - stored})
+                          "stored": stored, "lost_at_stop": billed - stored,
+                          "billed_after_the_stop": None if finished else billed - billed_before})
             print(json.dumps(stops[-1]), file=sys.stderr)
         final = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO},
                                timeout=1800)
