@@ -142,6 +142,9 @@ def _write_output(folder: str, rows: list[dict]) -> None:
     remove_parts(folder)  # their rows are all in the file now (they were read as kept rows)
 
 
+_SINK_ROWS = 250  # rows per part file written from cache hits during a streaming resume (~30 MB of 60 KB traces)
+
+
 def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
                 sink: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], list[dict], int]:
     """(rows already complete, work items for the clients, how many rows were complete).
@@ -189,9 +192,6 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
             sink(done_rows)
         return [], items, n_done
     return done_rows, items, len(done_rows)
-
-
-_SINK_ROWS = 250  # rows per part file written from cache hits during a streaming resume (~30 MB of 60 KB traces)
 
 
 def paid_in_cache(cache: dict[str, dict]) -> float:
