@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
+from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
 

@@ -12,7 +12,9 @@
 # length-grouped plain loop side by side; then the memory estimate against torch.cuda's measured peak (tiny Llama,
 # 8 rows of 4096), and the liger-kernel equality test where liger-kernel and pytest are installed; eval: both shapes,
 # 96 prompts, 256 new tokens, one timed repeat, the plain loop at batch 32 against the backend at 128 rows under a
-# 131072-token budget.
+# 131072-token budget; host memory: the ZeRO-3 load of a small MoE by 2 gloo workers against train.host_memory's
+# plan (benchmarks/train_load_memory.py; CPU processes, so it needs DeepSpeed but no GPU: skipped where DeepSpeed is
+# not installed), recording the per-rank load peak on that machine's host.
 set -u
 OUT=${OUT:-/tmp/distill-ray-device}
 mkdir -p "$OUT"
@@ -31,4 +33,11 @@ echo "liger test exit $? (5: not collected, e.g. no pytest)" >> "$OUT/gpu.txt"
 timeout "${EVAL_TIMEOUT_S:-200}" python benchmarks/eval_throughput.py --gpu --repeats 1 --prompts 96 \
     > "$OUT/eval.json" 2> "$OUT/eval.log"
 echo "eval exit $?" >> "$OUT/gpu.txt"
-tail -n 1 "$OUT/train.json" "$OUT/train_memory.json" "$OUT/eval.json"
+if python -c "import deepspeed" > /dev/null 2>&1; then
+    timeout "${LOAD_MEMORY_TIMEOUT_S:-120}" python benchmarks/train_load_memory.py --compare-plain \
+        > "$OUT/train_load_memory.json" 2> "$OUT/train_load_memory.log"
+    echo "train_load_memory exit $?" >> "$OUT/gpu.txt"
+else
+    echo "train_load_memory skipped: no deepspeed" >> "$OUT/gpu.txt"
+fi
+tail -n 1 "$OUT/train.json" "$OUT/train_memory.json" "$OUT/eval.json" "$OUT/train_load_memory.json" 2> /dev/null

@@ -48,7 +48,7 @@ from distill_ray.evaluate.backends import TransformersBackend
 
 
 def cpu_messages(n: int, seed: int) -> list[str]:
-    from distill_ray.problems.builtin import mixed_length_messages
+    from distill_ray.builtin_problems import mixed_length_messages
 
     return mixed_length_messages(n, seed, max_traces=3)
 

@@ -45,7 +45,7 @@ PROFILE = {"error_in_200_rate": 0.03, "retry_after_503_rate": 0.02, "retry_after
 
 
 def _problems(n: int) -> list[dict]:
-    from distill_ray.problems.builtin import make_problems
+    from distill_ray.builtin_problems import make_problems
 
     return make_problems("math", "train", n, seed=11)
 

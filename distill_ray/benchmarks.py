@@ -47,13 +47,13 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("math500", "math", "MATH-500", "distill_ray.problems.benchmarks:load_math500", "math", 500,
+        Benchmark("math500", "math", "MATH-500", "distill_ray.problems.public_sets:load_math500", "math", 500,
                   short="MATH"),
-        Benchmark("mbppplus", "code", "MBPP+", "distill_ray.problems.benchmarks:load_mbppplus_evalplus", "evalplus",
+        Benchmark("mbppplus", "code", "MBPP+", "distill_ray.problems.public_sets:load_mbppplus_evalplus", "evalplus",
                   378, base_display="MBPP", short="MBPP"),
-        Benchmark("mini-math", "math", "mini-math", "distill_ray.problems.builtin:mini_math", "math", 100,
+        Benchmark("mini-math", "math", "mini-math", "distill_ray.builtin_problems:mini_math", "math", 100,
                   generated=True),
-        Benchmark("mini-code", "code", "mini-code", "distill_ray.problems.builtin:mini_code", "code", 100,
+        Benchmark("mini-code", "code", "mini-code", "distill_ray.builtin_problems:mini_code", "code", 100,
                   generated=True),
     )
 }

@@ -23,6 +23,7 @@ import os
 import sys
 
 from distill_ray.config import ConfigError, SweepConfig, load_sweep
+from distill_ray.files import InputError
 
 
 def _load(args: argparse.Namespace) -> SweepConfig:
@@ -32,13 +33,14 @@ def _load(args: argparse.Namespace) -> SweepConfig:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from distill_ray.planning import (
         PlacementError,
+        host_memory_plan,
         load_cluster,
         memory_table,
         placement,
         placement_table,
         plan_sweep,
     )
-    from distill_ray.stages import check_secrets
+    from distill_ray.stages.run import check_secrets
     from distill_ray.sweep import run_sweep
 
     sweep = _load(args)
@@ -53,6 +55,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         plan["train_memory"], memory_lines = memory_table(sweep, plan["placement"], cluster)
         print(placement_table(plan["placement"]), file=sys.stderr)
         print("\nestimated training memory per GPU (GiB; train.memory)", *memory_lines, sep="\n", file=sys.stderr)
+        if cluster is not None:
+            plan["host_memory"], host_lines, problems = host_memory_plan(sweep, plan["placement"], cluster)
+            print("\nestimated host memory per node (GiB; train.host_memory)", *host_lines, sep="\n", file=sys.stderr)
+            if problems:
+                print(f"distill-ray: error: {args.sweep}: {'; '.join(problems)} (cluster file {args.cluster})",
+                      file=sys.stderr)
+                return 2
         print(json.dumps(plan, indent=2))
         return 0
     if args.cluster:
@@ -67,7 +76,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
     import ray
 
-    from distill_ray.stages import start_builtin_teachers
+    from distill_ray.stages.run import start_builtin_teachers
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -79,7 +88,9 @@ def _shared_stages(args: argparse.Namespace) -> tuple[SweepConfig, str, object]:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from distill_ray.stages import generate_stage, prepare_benchmarks, prepare_problems, verify_stage
+    from distill_ray.stages.generate import generate_stage
+    from distill_ray.stages.problems import prepare_benchmarks, prepare_problems
+    from distill_ray.stages.verify import verify_stage
 
     sweep, exp_dir, server = _shared_stages(args)
     try:
@@ -102,7 +113,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from distill_ray.stages import prepare_benchmarks
+    from distill_ray import experiment as ex
+    from distill_ray.stages.problems import prepare_benchmarks
     from distill_ray.sweep import grid_trials, run_trial
 
     sweep = _load(args)
@@ -110,7 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trials = {t["name"]: t for t in grid_trials(sweep)}
     if args.trial not in trials:
         raise ConfigError(args.sweep, "--trial", f"unknown trial {args.trial!r}; trials: {', '.join(trials)}")
-    if not os.path.isdir(os.path.join(exp_dir, "traces", trials[args.trial]["teacher"])):
+    trial = trials[args.trial]
+    if not os.path.isdir(ex.traces_dir(exp_dir, trial["teacher"], trial["domain"])):
         raise ConfigError(args.sweep, "--trial", "its traces do not exist yet: run `distill-ray generate` first")
     prepare_benchmarks(sweep, exp_dir)
     row = run_trial(trials[args.trial], sweep_data=sweep.model_dump(), exp_dir=exp_dir, use_ray_train=not args.no_ray)
@@ -119,7 +132,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from distill_ray.stages import evaluate_base, prepare_benchmarks
+    from distill_ray.stages.evaluate_base import evaluate_base
+    from distill_ray.stages.problems import prepare_benchmarks
 
     sweep = _load(args)
     exp_dir = os.path.abspath(sweep.experiment_dir())
@@ -140,11 +154,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_rescore(args: argparse.Namespace) -> int:
-    from distill_ray.evaluate.rescore import RescoreInputError, rescore_experiment
+    from distill_ray.stages.rescore import rescore_experiment
 
     try:
         summary = rescore_experiment(args.experiment_dir, allow_network_risk=args.allow_network_risk)
-    except RescoreInputError as exc:
+    except InputError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1))
@@ -223,15 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, InputError) as exc:  # InputError: a data file (files.read_jsonl) names file and line
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     except FileExistsError as exc:
         print(f"distill-ray: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # the teacher stage's stops: a refused key or probe, no credits, rows to retry
+        from distill_ray.stages.generate import GenerationIncomplete, TooManyFailures
         from distill_ray.teacher.client import CreditsExhausted, FatalTeacherError
-        from distill_ray.teacher.stage import GenerationIncomplete, TooManyFailures
 
         if not isinstance(exc, FatalTeacherError | GenerationIncomplete | TooManyFailures):
             raise

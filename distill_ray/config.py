@@ -74,6 +74,22 @@ class PriceConfig(Strict):
     output_per_mtok: float = Field(0.0, ge=0.0)
 
 
+class BatchConfig(Strict):
+    """How a teacher in `mode: batch` uses its provider's batch endpoint (`teacher/batch.py`).
+
+    Defaults follow OpenRouter's Batch API guide: at most 5,000 requests and 200 MB per batch, billed at about 50%
+    of the per-token price, results within a 24-hour window.
+    """
+
+    price_factor: float = Field(0.5, gt=0.0, le=1.0)  # batch price / online price, for estimates and budget checks
+    max_requests_per_batch: int = Field(5000, ge=1, le=100_000)
+    max_bytes_per_batch: int = Field(200_000_000, ge=1024)
+    max_batches_in_flight: int = Field(8, ge=1, le=1000)
+    poll_initial_s: float = Field(10.0, gt=0.0)  # the first status poll after a submission ...
+    poll_max_s: float = Field(120.0, gt=0.0)  # ... doubling up to this while nothing changes
+    max_rounds: int = Field(3, ge=1, le=20)  # a request that failed transiently goes into at most this many batches
+
+
 class TeacherConfig(Strict):
     provider: Literal["builtin", "openrouter", "openai-compatible"] = "openai-compatible"
     base_url: str | None = None  # required unless provider == builtin (the sweep starts that server)
@@ -107,11 +123,20 @@ class TeacherConfig(Strict):
     api_key_file: str | None = None
     # training refuses a (teacher, domain) whose share of permanently failed rows (truncation aside) is above this
     max_failure_share: float = Field(0.05, ge=0.0, le=1.0)
+    # online: one HTTP request per answer; batch: the provider's batch endpoint (OpenRouter's; about half the price,
+    # results within 24 hours), see `batch`
+    mode: Literal["online", "batch"] = "online"
+    batch: BatchConfig = BatchConfig()
 
     @model_validator(mode="after")
     def _teacher_options(self) -> TeacherConfig:
         if self.api_key_env and self.api_key_file:
             raise ValueError("set one of api_key_env and api_key_file, not both")
+        if self.mode == "batch" and self.provider == "openai-compatible":
+            raise ValueError("mode batch needs a provider whose batch endpoint is implemented: openrouter (or builtin, "
+                             "the simulator of it)")
+        if self.mode == "batch" and self.n_in_one_request:
+            raise ValueError("mode batch sends one request per sample; set n_in_one_request: false")
         if self.provider == "openai-compatible" and self.reasoning is not None:
             raise ValueError("'reasoning' is OpenRouter's request object; for this provider put its own fields in "
                              "extra_body (e.g. {\"reasoning_effort\": \"high\"})")

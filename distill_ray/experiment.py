@@ -30,12 +30,24 @@ order a rename after the writes before it (some network filesystems need the fsy
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 from typing import Any
 
+from distill_ray.files import (  # noqa: F401  (re-exported: the stages read and write through `ex.`)
+    InputError,
+    iter_jsonl,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text,
+    write_texts,
+)
+
 DONE = "done.json"
 SCORES = "scores.json"
+RESPONSES = "responses.jsonl"
 
 
 # ------------------------------------------------------------------------------------------------------------ paths
@@ -56,6 +68,33 @@ def traces_dir(exp_dir: str, teacher: str, domain: str) -> str:
     return os.path.join(exp_dir, "traces", teacher, domain)
 
 
+def problems_file(exp_dir: str, domain: str) -> str:
+    return os.path.join(problems_dir(exp_dir, domain), "problems.jsonl")
+
+
+def contamination_file(exp_dir: str, domain: str) -> str:
+    return os.path.join(problems_dir(exp_dir, domain), "contamination.json")
+
+
+def contamination_files(exp_dir: str) -> dict[str, str]:
+    """{domain: its contamination.json} for every domain whose problems stage wrote one, in domain order."""
+    paths = sorted(glob.glob(os.path.join(exp_dir, "problems", "*", "contamination.json")))
+    return {os.path.basename(os.path.dirname(p)): p for p in paths}
+
+
+def raw_traces_dir(exp_dir: str, teacher: str, domain: str) -> str:
+    return os.path.join(traces_dir(exp_dir, teacher, domain), "raw")
+
+
+def generated_file(exp_dir: str, teacher: str, domain: str) -> str:
+    """The generate stage's marker + summary."""
+    return os.path.join(traces_dir(exp_dir, teacher, domain), "generated.json")
+
+
+def verified_file(exp_dir: str, teacher: str, domain: str) -> str:
+    return os.path.join(traces_dir(exp_dir, teacher, domain), "verified.jsonl")
+
+
 def cache_dir(exp_dir: str, kind: str) -> str:
     return os.path.join(exp_dir, "cache", kind)
 
@@ -73,7 +112,7 @@ def train_dir(exp_dir: str, trial: str) -> str:
 
 
 def eval_dir(exp_dir: str, trial: str, step: int) -> str:
-    return os.path.join(trial_dir(exp_dir, trial), "eval", f"step-{step:06d}")
+    return eval_dir_of_trial_folder(trial_dir(exp_dir, trial), step)
 
 
 def results_file(exp_dir: str, trial: str) -> str:
@@ -86,6 +125,53 @@ def tune_dir(exp_dir: str) -> str:
 
 def report_file(exp_dir: str) -> str:
     return os.path.join(exp_dir, "report.md")
+
+
+def report_data_file(exp_dir: str, extension: str) -> str:
+    """results.csv / results.json beside the report."""
+    return os.path.join(exp_dir, f"results.{extension}")
+
+
+def responses_file(evaluation_dir: str) -> str:
+    """An evaluation folder's (base/<student>/ or eval/step-N/) responses."""
+    return os.path.join(evaluation_dir, RESPONSES)
+
+
+def scores_file(evaluation_dir: str) -> str:
+    return os.path.join(evaluation_dir, SCORES)
+
+
+def base_scores_files(exp_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(exp_dir, "base", "*", SCORES)))
+
+
+def evaluation_dirs(exp_dir: str) -> list[str]:
+    """Every stored evaluation with responses: the base models', then each trial's checkpoints."""
+    found = sorted(glob.glob(os.path.join(exp_dir, "base", "*", RESPONSES)))
+    found += sorted(glob.glob(os.path.join(exp_dir, "trials", "*", "eval", "step-*", RESPONSES)))
+    return [os.path.dirname(p) for p in found]
+
+
+def results_files(exp_dir: str) -> list[str]:
+    """Every trial's results.jsonl, in trial-name order."""
+    return sorted(glob.glob(os.path.join(exp_dir, "trials", "*", "results.jsonl")))
+
+
+def trial_of_results(results: str) -> str:
+    """The trial folder a results_files() path belongs to."""
+    return os.path.dirname(results)
+
+
+def eval_dir_of_trial_folder(trial_folder: str, step: int) -> str:
+    return os.path.join(trial_folder, "eval", f"step-{step:06d}")
+
+
+def traces_done_files(exp_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(exp_dir, "traces", "*", "*", DONE)))
+
+
+def problems_done_files(exp_dir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(exp_dir, "problems", "*", DONE)))
 
 
 # ---------------------------------------------------------------------------------------------------------- markers
@@ -110,32 +196,6 @@ def read_scores(output_dir: str) -> list[dict]:
     return read_json(os.path.join(output_dir, SCORES))
 
 
-# ----------------------------------------------------------------------------------------------------------- writes
-
-def write_text(path: str, text: str) -> None:
-    """Write `text` so that a reader sees the old file or the new one, never half of one (even after a crash)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_json(path: str, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=1, default=str))
-
-
-def write_jsonl(path: str, rows: list[dict]) -> None:
-    write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
-
-
-def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def read_jsonl(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+# ------------------------------------------------------------------------------------------------- reads and writes
+# One reader and one atomic writer for the whole package, kept on the ground floor (distill_ray/files.py) so that
+# libraries use them without importing this layout; re-exported here for the stages.

@@ -50,8 +50,10 @@ def plan_sweep(sweep: SweepConfig) -> dict:
             "est_prompt_tokens": requests * est_in, "est_completion_tokens": requests * est_out,
             "est_cost_usd": round(requests * (est_in * t.price.input_per_mtok + est_out * t.price.output_per_mtok)
                                   / 1e6, 2),
-            "max_cost_usd": t.max_cost_usd,
+            "max_cost_usd": t.max_cost_usd, "mode": t.mode,
         }
+        # both modes' estimates, whichever the teacher uses: batch at the provider's batch price (typically half)
+        teachers[name]["est_cost_usd_batch"] = round(teachers[name]["est_cost_usd"] * t.batch.price_factor, 2)
     per_trial = []
     for trial in trials:
         config = trial_config(sweep, trial["extra"])
@@ -171,10 +173,11 @@ def _why_not(asks: dict[str, float], node: dict[str, Any]) -> str | None:
 def placement(sweep: SweepConfig, cluster: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per stage, each kind of actor: what it asks Ray for, how many, and which node types could host it (with the
     reason for every node type that could not). Raises PlacementError naming the student and the node types when
-    a student's train group or evaluation engine fits on none."""
+    a student's train group or evaluation engine fits on none (every such student, not only the first)."""
     from distill_ray.evaluate.pool import worker_options
 
     rows: list[dict[str, Any]] = []
+    unplaced: list[str] = []
 
     def add(stage: str, actor: str, count: int, asks: dict[str, float], gib_per_gpu: float | None = None,
             group: int = 1, on_driver_node: bool = False) -> dict[str, Any]:
@@ -220,7 +223,7 @@ def placement(sweep: SweepConfig, cluster: dict[str, dict[str, Any]] | None = No
                   _asks(student.cpus_per_worker, student.gpus_per_worker, student.worker_resources),
                   memory["total_gib"] if memory and student.gpus_per_worker else None, group=student.num_workers)
         row["student"] = name
-        _require_host(row, name, "train group")
+        _require_host(row, name, "train group", unplaced)
         options = worker_options(student)
         if sweep.evaluation.backend == "vllm" and not options["num_gpus"]:
             raise PlacementError(f"student {name}: evaluation.backend is vllm, which needs a GPU, but "
@@ -231,16 +234,18 @@ def placement(sweep: SweepConfig, cluster: dict[str, dict[str, Any]] | None = No
                   student.evaluation.actors, _asks(options["num_cpus"], options["num_gpus"],
                                                    options.get("resources"), options.get("accelerator_type")),
                   per_gpu)
-        _require_host(row, name, "evaluation engine")
+        _require_host(row, name, "evaluation engine", unplaced)
         add("evaluate", f"evaluation dispatcher ({name}, driver's node)", 1, _asks(0.0),
             on_driver_node=True)
+    if unplaced:
+        raise PlacementError("; ".join(unplaced))
     return rows
 
 
-def _require_host(row: dict[str, Any], student: str, what: str) -> None:
+def _require_host(row: dict[str, Any], student: str, what: str, unplaced: list[str]) -> None:
     if "node_types" in row and not row["node_types"]:
         reasons = "; ".join(f"{node}: {why}" for node, why in row["rejected"].items())
-        raise PlacementError(f"student {student}: its {what} fits on no node type ({reasons})")
+        unplaced.append(f"student {student}: its {what} fits on no node type ({reasons})")
 
 
 def memory_table(sweep: SweepConfig, rows: list[dict[str, Any]],
@@ -255,6 +260,18 @@ def memory_table(sweep: SweepConfig, rows: list[dict[str, Any]],
         if row.get("student") in estimates and cluster is not None and row.get("node_types"):
             gpu_gib[row["student"]] = cluster[row["node_types"][0]]["gpu_mib"] / 1024
     return estimates, format_memory_rows(estimates, gpu_gib)
+
+
+def host_memory_plan(sweep: SweepConfig, rows: list[dict[str, Any]],
+                     cluster: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Host memory per node type (train.host_memory) for the placement `rows`: (per node, table lines, one message
+    per node type that cannot hold it)."""
+    from distill_ray.sweep import grid_trials
+    from distill_ray.train.host_memory import host_memory_problems, host_memory_table, node_host_memory
+
+    drivers = sweep.max_concurrent_trials or len(grid_trials(sweep))
+    nodes = node_host_memory(dict(sweep.students), rows, cluster, drivers)
+    return nodes, host_memory_table(nodes), host_memory_problems(nodes)
 
 
 def placement_table(rows: list[dict[str, Any]]) -> str:

@@ -5,7 +5,7 @@
     run_sweep(load_sweep("sweeps/local.yaml"))          # or: distill-ray sweep sweeps/local.yaml
     grid = load_results("runs/local")                    # Tune's ResultGrid: one result per checkpoint
 
-Stages shared by trials (distill_ray.stages) run once, before Tune starts, and leave their outputs in the experiment
+Stages shared by trials (distill_ray.stages.run) run once, before Tune starts, and leave their outputs in the experiment
 directory (distill_ray.experiment documents its layout). Then, per student, an evaluation pool starts
 (distill_ray.evaluate.pool: actors with one warm engine each) and scores the base model first. Each Tune trial trains
 one (teacher, student, domain[, extra axes]) adapter with Ray Train; a Ray Train callback puts every persisted
@@ -33,14 +33,9 @@ from distill_ray import experiment as ex
 from distill_ray.config import StudentConfig, SweepConfig, trial_config
 from distill_ray.evaluate.pool import Evaluator
 from distill_ray.records import TrialDone, TrialRow
-from distill_ray.stages import (
-    check_secrets,
-    log,
-    read_benchmarks,
-    run_shared_stages,
-    start_builtin_teachers,
-    training_examples,
-)
+from distill_ray.stages.problems import read_benchmarks
+from distill_ray.stages.run import check_secrets, log, run_shared_stages, start_builtin_teachers
+from distill_ray.stages.verify import training_examples
 
 __all__ = ["check_secrets", "grid_trials", "load_results", "run_sweep", "run_trial", "trainable_for", "trial_name"]
 
@@ -70,7 +65,7 @@ def grid_trials(sweep: SweepConfig) -> list[dict[str, Any]]:
 
 
 def _scores_row(scores: list[dict]) -> dict[str, Any]:
-    from distill_ray.evaluate.rescore import score_columns  # one definition, shared with `distill-ray rescore`
+    from distill_ray.stages.rescore import score_columns  # one definition, shared with `distill-ray rescore`
 
     return score_columns(scores)
 
@@ -123,24 +118,6 @@ class CheckpointListener:
         self.queue.shutdown()
 
 
-def checkpoint_info(step_dir: str) -> dict[str, Any]:
-    """records.CheckpointInfo of a persisted checkpoint folder, plus its truncated_examples, from its meta.json."""
-    meta = ex.read_json(os.path.join(step_dir, "state", "meta.json"))
-    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
-            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
-
-
-def persisted_checkpoints(train_dir: str) -> list[str]:
-    """Complete Ray Train checkpoint folders under a trial's train/ folder, in step order."""
-    import glob
-
-    from distill_ray.train.core import COMPLETE
-    from distill_ray.train.ray_train import RUN_NAME
-
-    folders = glob.glob(os.path.join(train_dir, RUN_NAME, "step-*"))
-    return sorted(f for f in folders if os.path.exists(os.path.join(f, COMPLETE)))
-
-
 def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray_train: bool = True,
               pools: dict[str, Any] | None = None) -> dict:
     """One trial: train the adapter on its (teacher, domain) traces; each checkpoint, once Ray Train has persisted
@@ -152,6 +129,8 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
     """
     from distill_ray.config import sweep_from_dict
     from distill_ray.train import train_student
+    from distill_ray.train.core import checkpoint_info
+    from distill_ray.train.ray_train import persisted_checkpoints
 
     config = config.get("trial", config)  # Tune passes {"trial": {...}} from the grid's param_space
     sweep = trial_config(sweep_from_dict(sweep_data, "<trial>"), config.get("extra", {}))
@@ -164,15 +143,16 @@ def run_trial(config: dict[str, Any], *, sweep_data: dict, exp_dir: str, use_ray
         return rows[-1] if rows else {}
     teacher = sweep.teachers[config["teacher"]]
     student: StudentConfig = sweep.students[config["student"]]
-    from distill_ray.teacher.stage import check_trainable
+    from distill_ray.stages.generate import check_trainable
 
     check_trainable(exp_dir, config["teacher"], config["domain"], teacher.max_failure_share)
     examples = training_examples(exp_dir, config["teacher"], config["domain"], teacher.truncation_policy)
     if not examples:
         raise RuntimeError(f"trial {name}: no verified training examples for {config['teacher']}/{config['domain']}")
-    evaluator = Evaluator(sweep, config["student"], read_benchmarks(sweep, exp_dir),
-                          (pools or {}).get(config["student"]),
-                          base_responses=os.path.join(ex.base_dir(exp_dir, config["student"]), "responses.jsonl"))
+    evaluator = Evaluator(config["student"], sweep.students[config["student"]], sweep.evaluation,
+                          read_benchmarks(sweep, exp_dir), allow_network_risk=sweep.allow_network_risk,
+                          pool=(pools or {}).get(config["student"]),
+                          base_responses=ex.responses_file(ex.base_dir(exp_dir, config["student"])))
     listener = CheckpointListener() if use_ray_train else None
     outcome: dict[str, Any] = {}
 
@@ -311,7 +291,8 @@ def start_pools(sweep: SweepConfig, exp_dir: str, benchmarks: dict) -> tuple[dic
     """One evaluation pool per student of the grid, and its base-model evaluation queued first (when asked for)."""
     from distill_ray.evaluate.pool import start_pool
 
-    pools = {s: start_pool(sweep, s, benchmarks) for s in sweep.grid.students}
+    pools = {s: start_pool(s, sweep.students[s], sweep.evaluation, benchmarks,
+                           allow_network_risk=sweep.allow_network_risk) for s in sweep.grid.students}
     base_refs = {}
     if sweep.evaluation.evaluate_base:
         base_refs = {s: pool.evaluate.remote(None, 0, 0, ex.base_dir(exp_dir, s)) for s, pool in pools.items()}

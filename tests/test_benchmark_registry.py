@@ -11,9 +11,9 @@ import pytest
 
 from distill_ray import benchmarks as registry
 from distill_ray.benchmarks import BENCHMARKS, Benchmark, display_name, domain_of, get_benchmark, plan_items
+from distill_ray.builtin_problems import BENCHMARK_SPLITS
 from distill_ray.config import BenchmarkConfig
 from distill_ray.evaluate import load_benchmark, score_responses, summarise
-from distill_ray.problems.builtin import BENCHMARK_SPLITS
 
 
 def test_the_four_benchmarks():

@@ -127,3 +127,14 @@ def test_a_storage_uri_is_refused_before_anything_runs(capsys, uri):
     assert main(["sweep", SEED, "--dry-run", f"storage={uri}"]) == 2
     err = capsys.readouterr().err
     assert "storage" in err and "seed.yaml" in err and "URI" in err
+
+
+def test_one_example_longer_than_the_token_budget_is_planned_and_refused(capsys):
+    """An example longer than micro_batch_tokens gets a row of its own: at max_length 65,536 Llama-3.1-8B's largest
+    row holds 65,536 tokens, which no L40S holds (the issue's example); seed.yaml as shipped still plans."""
+    code, _, err = _dry_run(capsys, "training.max_length=65536", "training.micro_batch=16")
+    assert code == 2
+    assert "student llama-3.1-8b: its train group fits on no node type" in err
+    assert re.search(r"gpu-l40sx4-spot: \d+\.\d GiB per GPU > 40\.\d GiB usable of one L40S", err)
+    code, plan, _ = _dry_run(capsys)
+    assert code == 0 and plan["train_memory"]["llama-3.1-8b"]["tokens_per_micro_batch"] == 16384

@@ -10,7 +10,7 @@ from distill_ray.evaluate import evaluate_checkpoint, load_benchmark, score_resp
 
 
 def test_mini_benchmarks_are_disjoint_from_training_problems():
-    from distill_ray.problems.builtin import make_problems
+    from distill_ray.builtin_problems import make_problems
 
     bench = load_benchmark(BenchmarkConfig(name="mini-math", subset=80))
     train = make_problems("math", "train", 2000, 0)

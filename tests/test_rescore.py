@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
+from distill_ray import files as files_module
 from distill_ray.cli import main
-from distill_ray.evaluate import rescore as rescore_module
-from distill_ray.evaluate.rescore import rescore_experiment
+from distill_ray.stages.rescore import rescore_experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def test_rescore_with_todays_judges_reproduces_the_stored_scores(experiment):
                 json.loads(after[path])
             assert new == old, path
     assert os.path.exists(summary["report"])
-    assert not glob.glob(os.path.join(experiment, "**", "*.tmp"), recursive=True)
+    assert not glob.glob(os.path.join(experiment, "**", "*.tmp*"), recursive=True)
 
 
 def test_a_changed_judge_changes_scores_results_and_report(experiment, monkeypatch):
@@ -105,7 +105,7 @@ def test_an_interrupted_rescore_leaves_the_old_scores_intact(experiment, monkeyp
 
         monkeypatch.setattr(evaluate, "score_responses", failing)
     else:
-        real_write = rescore_module._write_temp
+        real_write = files_module._write_temp
 
         def failing_write(path, text):
             calls["n"] += 1
@@ -113,11 +113,11 @@ def test_an_interrupted_rescore_leaves_the_old_scores_intact(experiment, monkeyp
                 raise OSError("injected: disk full")
             return real_write(path, text)
 
-        monkeypatch.setattr(rescore_module, "_write_temp", failing_write)
+        monkeypatch.setattr(files_module, "_write_temp", failing_write)
     with pytest.raises((RuntimeError, OSError), match="injected"):
         rescore_experiment(experiment)
     assert _files(experiment) == before
-    assert not glob.glob(os.path.join(experiment, "**", "*.tmp"), recursive=True)
+    assert not glob.glob(os.path.join(experiment, "**", "*.tmp*"), recursive=True)
 
 
 def test_a_responses_row_without_a_field_exits_2_naming_file_line_and_field(experiment, capsys):

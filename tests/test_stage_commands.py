@@ -6,7 +6,7 @@ import os
 import pytest
 
 from distill_ray.cli import main
-from distill_ray.verify import traces as verify_traces_module
+from distill_ray.verify import batch as verify_batch_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,7 +39,7 @@ def test_generate_then_verify_then_evaluate(tmp_path, ray_instance, monkeypatch,
     assert len(local) == 40 and {r["verdict"] for r in local} <= {"pass", "fail"}
 
     # the same traces judged across the cluster with Ray Data give the same verdicts, in the same order
-    monkeypatch.setattr(verify_traces_module, "RAY_DATA_VERIFY_MIN_ROWS", 1)
+    monkeypatch.setattr(verify_batch_module, "RAY_DATA_VERIFY_MIN_ROWS", 1)
     assert main(["verify", *_args(tmp_path), "--force"]) == 0
     distributed = [json.loads(line) for line in open(folder / "verified.jsonl")]
     assert [(r["problem_id"], r["verdict"], r["reason"]) for r in distributed] == [

@@ -10,8 +10,8 @@ import time
 import pytest
 import yaml
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
 from distill_ray.teacher import generate_traces, start_teacher_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ mini-code by the sandboxed test-spec judge, and MBPP+ by evalplus's base and plu
 separates "wrong answer" from "no answer in the expected format" (`verify.verdict.FORMAT_FAILURE_REASONS`): a format
 failure is counted in `format_failures` as well as being wrong. Each response is written to responses.jsonl as a
 `records.EvalItem` (verdict, base/plus status, finish reason, generated tokens) next to scores.json, so any number in a
-report can be traced to the text that produced it, and rescored later (`evaluate.rescore`). Intervals are 95% Wilson
+report can be traced to the text that produced it, and rescored later (`stages.rescore`). Intervals are 95% Wilson
 intervals over items. With `base_responses`, a checkpoint that answers like the base model fails (`evaluate.parity`).
 
 Not guaranteed: bit-identical responses across backends or hardware (see backends.py).
@@ -25,10 +25,15 @@ from typing import Any
 
 from distill_ray.benchmarks import BENCHMARKS, get_benchmark
 from distill_ray.config import BenchmarkConfig, EvaluationConfig, StudentConfig
-from distill_ray.evaluate.backends import Generation
+from distill_ray.evaluate.backends import Generation, GenerationEngine
+from distill_ray.files import read_json, write_text
 from distill_ray.records import BenchmarkScore, EvalItem, Problem
 from distill_ray.stats import wilson_interval
 from distill_ray.verify.verdict import FORMAT_FAILURE_REASONS
+
+# What an evaluation leaves in its output folder (the caller chooses the folder; experiment.py reads these names).
+RESPONSES = "responses.jsonl"
+SCORES = "scores.json"
 
 
 def load_benchmark(bench: BenchmarkConfig) -> list[Problem]:
@@ -74,7 +79,7 @@ def summarise(benchmark: str, items: list[dict[str, Any]], *, step: int, samples
     )
 
 
-def make_engine(student: StudentConfig, evaluation: EvaluationConfig) -> Any:
+def make_engine(student: StudentConfig, evaluation: EvaluationConfig) -> GenerationEngine:
     """A loaded generation engine for `student` that evaluates any of its adapters, one call at a time."""
     from distill_ray.evaluate.actors import EvalEngine
 
@@ -92,20 +97,19 @@ def evaluate_checkpoint(
     samples: int,
     output_dir: str | None = None,
     allow_network_risk: bool = False,
-    engine: Any | None = None,
+    engine: GenerationEngine | None = None,
     base_responses: str | list[dict[str, Any]] | None = None,
 ) -> list[BenchmarkScore]:
     """Generate greedily on every benchmark and score; writes responses.jsonl and scores.json when output_dir is set.
 
     A finished evaluation (scores.json present) is read back instead of recomputed, so resumed sweeps never redo one.
-    Pass an `engine` (from `make_engine`, or anything with the same `generate`/`generate_with_info`) to evaluate many
+    Pass an `engine` (from `make_engine`, or any `backends.GenerationEngine`) to evaluate many
     checkpoints on one loaded base model. `base_responses` (the base model's responses.jsonl path or rows) turns on
     the adapter-parity check: a checkpoint whose greedy responses equal the base model's on >= 98% of the shared
     items raises `AdapterParityError` naming it, and nothing is written.
     """
-    if output_dir and os.path.exists(os.path.join(output_dir, "scores.json")):
-        with open(os.path.join(output_dir, "scores.json"), encoding="utf-8") as handle:
-            return json.load(handle)
+    if output_dir and os.path.exists(os.path.join(output_dir, SCORES)):
+        return read_json(os.path.join(output_dir, SCORES))
     if engine is None:
         engine = make_engine(student, evaluation)
 
@@ -125,20 +129,15 @@ def evaluate_checkpoint(
 
         check_not_base(adapter_path, records, base_responses)
     if output_dir:
-        _write_atomically(os.path.join(output_dir, "responses.jsonl"),
-                          "".join(json.dumps(r) + "\n" for r in records))
-        _write_atomically(os.path.join(output_dir, "scores.json"), json.dumps(scores, indent=1))
+        write_text(os.path.join(output_dir, RESPONSES), "".join(json.dumps(r) + "\n" for r in records))
+        write_text(os.path.join(output_dir, SCORES), json.dumps(scores, indent=1))
     return scores
 
 
-def generate_with_info(engine: Any, prompts: list[str], *, max_new_tokens: int,
+def generate_with_info(engine: GenerationEngine, prompts: list[str], *, max_new_tokens: int,
                        adapter_path: str | None) -> list[Generation]:
-    """Responses with their finish reason and token count; an engine with only `generate` (a duck-typed one) gives
-    None for both."""
-    if hasattr(engine, "generate_with_info"):
-        return engine.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-    texts = engine.generate(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
-    return [Generation(text, None, None) for text in texts]
+    """Responses with their finish reason and token count (backends.GenerationEngine)."""
+    return engine.generate_with_info(prompts, max_new_tokens=max_new_tokens, adapter_path=adapter_path)
 
 
 def eval_item(benchmark: str, problem_id: str, generation: Generation, item: dict[str, Any]) -> EvalItem:
@@ -148,11 +147,3 @@ def eval_item(benchmark: str, problem_id: str, generation: Generation, item: dic
                     generated_tokens=generation.generated_tokens)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

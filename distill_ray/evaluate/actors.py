@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from distill_ray.config import EvaluationConfig, StudentConfig
+from distill_ray.evaluate.backends import Generation
 
 
 class EvalEngine:
@@ -54,7 +55,7 @@ class EvalEngine:
         return self.backend.generate(prompts, max_new_tokens=max_new_tokens)
 
     def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
-                           adapter_path: str | None = None) -> list[Any]:
+                           adapter_path: str | None = None) -> list[Generation]:
         """`generate` with each response's finish reason ("stop"/"length") and generated-token count
         (`backends.Generation` tuples)."""
         if self.backend_name == "vllm":

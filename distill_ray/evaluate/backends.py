@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from distill_ray.config import StudentConfig
 
@@ -149,6 +149,21 @@ def greedy_decode(model: Any, prompts: list[list[int]], *, max_new_tokens: int, 
             step_positions = step_positions[:, -1:] + 1
             step_ids = next_ids[:, None]
     return outputs
+
+
+@runtime_checkable
+class GenerationEngine(Protocol):
+    """What evaluation asks of an engine: greedy responses to user messages from the base model plus an adapter
+    (None: the base alone), each with its finish reason and generated-token count. `actors.EvalEngine` (either
+    backend) and `VLLMBackend` satisfy it; `TransformersBackend` serves one adapter at a time (`load_adapter`) and is
+    reached through `EvalEngine`."""
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int, adapter_path: str | None = None) -> list[str]:
+        ...
+
+    def generate_with_info(self, prompts: list[str], *, max_new_tokens: int,
+                           adapter_path: str | None = None) -> list[Generation]:
+        ...
 
 
 class TransformersBackend:

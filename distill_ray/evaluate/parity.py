@@ -17,9 +17,10 @@ Not guaranteed: catching an adapter that loads but was trained to (near) zero; a
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+from distill_ray.files import read_jsonl
 
 PARITY_THRESHOLD = 0.98
 MIN_SHARED_ITEMS = 5
@@ -32,8 +33,7 @@ class AdapterParityError(RuntimeError):
 def _read_rows(source: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not isinstance(source, str):
         return list(source)
-    with open(source, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return read_jsonl(source)
 
 
 def check_not_base(adapter_path: str, rows: list[dict[str, Any]], base: str | list[dict[str, Any]]) -> float:

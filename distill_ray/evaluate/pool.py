@@ -24,8 +24,9 @@ import os
 import time
 from typing import Any
 
-from distill_ray import experiment as ex
-from distill_ray.config import EvaluationConfig, StudentConfig, SweepConfig
+from distill_ray.config import EvaluationConfig, StudentConfig
+from distill_ray.evaluate import SCORES
+from distill_ray.files import read_json, write_json
 from distill_ray.records import BenchmarkScore, EvalWorkerRecord, Problem
 
 MAX_REPLACEMENTS = 16
@@ -65,14 +66,14 @@ class EvalWorker:
         so that an adapter that changed nothing fails (evaluate.parity)."""
         from distill_ray.evaluate import evaluate_checkpoint
 
-        if ex.is_scored(output_dir):
-            return ex.read_scores(output_dir)
+        if os.path.exists(os.path.join(output_dir, SCORES)):
+            return read_json(os.path.join(output_dir, SCORES))
         started = time.time()
         scores = evaluate_checkpoint(self.student, adapter_path, self.benchmarks, self.evaluation, step=step,
                                      samples=samples, output_dir=output_dir,
                                      allow_network_risk=self.allow_network_risk, engine=self._engine(),
                                      base_responses=base_responses)
-        ex.write_json(os.path.join(output_dir, "worker.json"), self.record(started))
+        write_json(os.path.join(output_dir, "worker.json"), self.record(started))
         return scores
 
     def record(self, started: float) -> EvalWorkerRecord:
@@ -133,9 +134,9 @@ class EvalPool:
                        output_dir: str, base_responses: str | None = None) -> list[BenchmarkScore]:
         import asyncio
 
-        if ex.is_scored(output_dir):
+        if os.path.exists(os.path.join(output_dir, SCORES)):
             self.answered_from_disk += 1
-            return ex.read_scores(output_dir)
+            return read_json(os.path.join(output_dir, SCORES))
         task = self._running.get(output_dir)
         if task is None:  # the same model asked for twice (a retried trial) is evaluated once; both get its scores
             task = asyncio.ensure_future(self._dispatch(adapter_path, step, samples, output_dir, base_responses))
@@ -176,7 +177,8 @@ class EvalPool:
                 "answered_from_disk": self.answered_from_disk, "in_flight": self.in_flight, "actors": self.actors()}
 
 
-def start_pool(sweep: SweepConfig, student_name: str, benchmarks: dict[str, list[Problem]]) -> Any:
+def start_pool(student_name: str, student: StudentConfig, evaluation: EvaluationConfig,
+               benchmarks: dict[str, list[Problem]], *, allow_network_risk: bool) -> Any:
     """Start `student_name`'s pool: the dispatcher on this (the driver's) node, its workers wherever they fit."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -185,8 +187,8 @@ def start_pool(sweep: SweepConfig, student_name: str, benchmarks: dict[str, list
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     pool_class = ray.remote(num_cpus=0, max_concurrency=1000, scheduling_strategy=here)(EvalPool)
-    return pool_class.remote(student_name, sweep.students[student_name].model_dump(), sweep.evaluation.model_dump(),
-                             benchmarks, allow_network_risk=sweep.allow_network_risk, cache_root=cache_root())
+    return pool_class.remote(student_name, student.model_dump(), evaluation.model_dump(),
+                             benchmarks, allow_network_risk=allow_network_risk, cache_root=cache_root())
 
 
 class Evaluator:
@@ -194,7 +196,8 @@ class Evaluator:
     once. With a pool handle the pool does the work; without one (`distill-ray train`, Tune restore), one EvalWorker
     in this process, on a thread of its own, evaluates the submissions in order."""
 
-    def __init__(self, sweep: SweepConfig, student_name: str, benchmarks: dict[str, list[Problem]],
+    def __init__(self, student_name: str, student: StudentConfig, evaluation: EvaluationConfig,
+                 benchmarks: dict[str, list[Problem]], *, allow_network_risk: bool,
                  pool: Any | None = None, base_responses: str | None = None):
         self.pool = pool
         self.base_responses = base_responses  # the base model's responses.jsonl: checkpoints must differ from it
@@ -206,8 +209,8 @@ class Evaluator:
             import torch
 
             self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"eval-{student_name}")
-            self._make = lambda: EvalWorker(sweep.students[student_name].model_dump(), sweep.evaluation.model_dump(),
-                                            benchmarks, allow_network_risk=sweep.allow_network_risk,
+            self._make = lambda: EvalWorker(student.model_dump(), evaluation.model_dump(),
+                                            benchmarks, allow_network_risk=allow_network_risk,
                                             threads=torch.get_num_threads())
 
     def submit(self, ckpt: dict, output_dir: str) -> Any:

@@ -12,7 +12,7 @@ The modules, one responsibility each:
   clean.py          the chain: decontamination, duplicates, near duplicates, verifiability, the summary
   audit.py          the audit as report lines (`contamination_section`)
   benchmarks.py     MATH-500 and MBPP+ as Problem rows; builtin.py the built-in synthetic families
-The test-spec format of code problems lives with its judge, in distill_ray/verify/test_spec.py.
+The test-spec format of code problems lives with its judge, in distill_ray/verify/code_spec.py.
 Importing the package loads nothing else: the entry point is imported on first use.
 """
 
@@ -24,7 +24,7 @@ __all__ = ["prepare_problems"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that `distill_ray.problems.builtin` (used by the teacher server) does not pull in numpy and pydantic.
+    # Lazy, so that importing one light submodule (schema, rows) does not pull in the cleaning pipeline.
     if name == "prepare_problems":
         from distill_ray.problems.clean import prepare_problems
 

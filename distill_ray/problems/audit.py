@@ -1,13 +1,14 @@
 """The decontamination audit as report lines: what each domain's pool lost to which benchmark, by which rule.
 
 What it does
-  `contamination_section(exp_dir)` reads every `problems/<domain>/contamination.json` of an experiment (written by
-  `clean.prepare_problems`) and returns Markdown lines: the settings the rules ran with, one row per (domain,
-  benchmark) with items, items hit and pool rows dropped, and the benchmark items hit with the pool rows that matched
-  them, their rule and score (the first `max_items` per domain; the JSON file has all).
+  `contamination_section(audits)` takes each domain's audit (the `contamination.json` written by
+  `clean.prepare_problems`; the report reads them from the experiment) and returns Markdown lines: the settings
+  the rules ran with, one row per (domain, benchmark) with items, items hit and pool rows dropped, and the
+  benchmark items hit with the pool rows that matched them, their rule and score (the first `max_items` per domain;
+  the JSON file has all).
 
 How to run it
-  lines = contamination_section("runs/local")      # [] when no domain has an audit yet
+  lines = contamination_section({"math": audit})   # [] when no domain has an audit yet
 
 What it does not guarantee
   It shows what the audit recorded; an experiment prepared before the audit existed shows no section.
@@ -16,21 +17,7 @@ What it does not guarantee
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
-
-
-def _audits(exp_dir: str) -> dict[str, dict[str, Any]]:
-    folder = os.path.join(exp_dir, "problems")
-    found: dict[str, dict[str, Any]] = {}
-    if not os.path.isdir(folder):
-        return found
-    for domain in sorted(os.listdir(folder)):
-        path = os.path.join(folder, domain, "contamination.json")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                found[domain] = json.load(handle)
-    return found
 
 
 def _settings_line(settings: dict[str, Any]) -> str:
@@ -41,9 +28,9 @@ def _settings_line(settings: dict[str, Any]) -> str:
     )
 
 
-def contamination_section(exp_dir: str, max_items: int = 20) -> list[str]:
-    """Markdown lines of the decontamination audit of every domain of the experiment; [] when there is none."""
-    audits = _audits(exp_dir)
+def contamination_section(audits: dict[str, dict[str, Any]], max_items: int = 20) -> list[str]:
+    """Markdown lines of the decontamination audits ({domain: audit}, shown in domain order); [] when there is none."""
+    audits = dict(sorted(audits.items()))
     if not audits:
         return []
     lines = ["## Decontamination", ""]

@@ -36,17 +36,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from distill_ray.files import write_text
 from distill_ray.problems.decontaminate import (
     DEFAULT_IGNORE_PHRASES,
     REQUIREMENT_RE,
@@ -244,7 +243,7 @@ def clean_problems(
     }
     summary["seconds"] = round(time.perf_counter() - started, 3)
     if report_path:
-        write_report(summary, report_path)
+        write_cleaning_report(summary, report_path)
     return kept, summary
 
 
@@ -304,13 +303,9 @@ def _summarise(
     return summary
 
 
-def write_report(summary: Mapping[str, Any], path: str) -> None:
-    """Write the summary as JSON, atomically (a reader never sees half a report)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(target)
+def write_cleaning_report(summary: Mapping[str, Any], path: str) -> None:
+    """Write the cleaning summary as JSON, atomically (a reader never sees half a report)."""
+    write_text(path, json.dumps(summary, indent=1, sort_keys=False) + "\n")
 
 
 def prepare_problems(
@@ -363,5 +358,5 @@ def prepare_problems(
         }
     }
     if report_path:
-        write_report(summary, report_path)
+        write_cleaning_report(summary, report_path)
     return kept, summary

@@ -49,7 +49,7 @@ REQUIREMENT_RE = re.compile(
     r"Your code must define (?:the function `[^`]*`|a function named `[^`]*`|.*?), which the tests (?:call|use)\."
     r"|Your program must read its input from standard input and print the answer to standard output\.",
 )
-# Sources whose training and benchmark splits are one template family split by parameters (problems/builtin.py).
+# Sources whose training and benchmark splits are one template family split by parameters (builtin_problems.py).
 TEMPLATE_FAMILIES = ("builtin:math", "builtin:code")
 
 _LATEX_SPELLINGS = [

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill_ray.files import read_jsonl, write_text
 from distill_ray.problems.schema import ProblemSourceConfig
 from distill_ray.records import Problem
 
@@ -57,18 +58,14 @@ def write_pool_cache(path: Path, loaded: LoadedSource) -> None:
     buffer.write(json.dumps(header) + "\n")
     for p in loaded.problems:
         buffer.write(json.dumps({"problem": p, "reference": loaded.references.get(p["id"])}) + "\n")
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(path)  # atomic: a crash mid-write never leaves a truncated pool that later runs would trust
+    write_text(path, buffer.getvalue())  # atomic: a crash mid-write never leaves a truncated pool later runs trust
 
 
 def read_pool_cache(path: Path) -> LoadedSource:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = json.loads(lines[0])
+    header, *items = read_jsonl(path)
     problems: list[Problem] = []
     references: dict[str, str] = {}
-    for line in lines[1:]:
-        item = json.loads(line)
+    for item in items:
         problems.append(Problem(**item["problem"]))
         if item.get("reference"):
             references[item["problem"]["id"]] = item["reference"]

@@ -4,7 +4,7 @@ What it does
   `to_problem(row, index, source, domain, source_str)` reads the mapped fields (dotted or indexed paths, `get_field`),
   builds the prompt (problem text, for code the sentence naming the function the tests call, then the domain's
   final-format instruction), the gold answer (optionally the last \\boxed{} of a solution field) or the test spec
-  (verify/test_spec.py). A row that cannot be mapped gives `Invalid(reason, detail)`, counted by the reader.
+  (verify/code_spec.py). A row that cannot be mapped gives `Invalid(reason, detail)`, counted by the reader.
 
 How to run it
   to_problem({"question": "1+1?", "answer": "2"}, 0, source, "math", "p.jsonl")
@@ -23,7 +23,7 @@ from typing import Any
 
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION, ProblemSourceConfig
 from distill_ray.records import Problem
-from distill_ray.verify.test_spec import build_test_spec, strip_solution_imports, value_text
+from distill_ray.verify.code_spec import build_test_spec, strip_solution_imports, value_text
 
 
 @dataclass

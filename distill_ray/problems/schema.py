@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
-from distill_ray.verify.test_spec import TEST_FORMATS
+from distill_ray.verify.code_spec import TEST_FORMATS
 
 DEFAULT_MATH_INSTRUCTION = "Put your final answer in \\boxed{}."
 DEFAULT_CODE_INSTRUCTION = "Write your final solution as a Python code block."

@@ -3,7 +3,7 @@
 What it does
   `read_source(source, domain)` reads the rows a `ProblemSourceConfig` (schema.py) names, applies its field filters,
   maps each row to a `Problem` (rows.py: the prompt ends in the domain's final-format instruction; code tests become
-  a verify/test_spec.py spec) and draws a seeded sample. `load_problems` also applies the source's verifiability
+  a verify/code_spec.py spec) and draws a seeded sample. `load_problems` also applies the source's verifiability
   filters (verifiable.py: the gold answer parses with math-verify; the reference solution passes its own tests in
   the sandbox) and returns n problems. Sampled hub pools are cached (pool_cache.py). Deduplication and
   decontamination live in `clean.py`; `clean.prepare_problems` (the package's entry point) runs the whole chain.
@@ -34,16 +34,15 @@ What it does not guarantee
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import heapq
-import json
 import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from distill_ray.files import InputError, iter_jsonl
 from distill_ray.problems.pool_cache import LoadedSource, pool_cache_file, read_pool_cache, write_pool_cache
 from distill_ray.problems.rows import Invalid, get_field, to_problem
 from distill_ray.problems.schema import ProblemSourceConfig, ProblemSourceError, check_domain_mapping
@@ -100,7 +99,7 @@ def load_problems(
 
 
 def _builtin(source: ProblemSourceConfig, domain: str) -> list[Problem]:
-    from distill_ray.problems.builtin import make_problems  # the owner's module; imported late so this one stands alone
+    from distill_ray.builtin_problems import make_problems  # the owner's module; imported late so this one stands alone
 
     return make_problems(domain, source.split, source.n, source.seed)
 
@@ -206,22 +205,11 @@ def _expand_paths(source: ProblemSourceConfig, suffixes: tuple[str, ...]) -> lis
 
 def _iter_jsonl(source: ProblemSourceConfig) -> Iterator[tuple[dict, list[str] | None, str]]:
     for path in _expand_paths(source, (".jsonl", ".jsonl.gz", ".json")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ProblemSourceError(
-                        f"problem source {source.label()}: {path}:{lineno}: invalid JSON ({exc.msg})"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise ProblemSourceError(
-                        f"problem source {source.label()}: {path}:{lineno}: a row must be a JSON object"
-                    )
+        try:
+            for lineno, row in iter_jsonl(path):
                 yield row, None, f"{path}:{lineno}"
+        except InputError as exc:
+            raise ProblemSourceError(f"problem source {source.label()}: {exc}") from None
 
 
 def _iter_parquet(source: ProblemSourceConfig) -> Iterator[tuple[dict, list[str] | None, str]]:
@@ -290,7 +278,7 @@ def _iter_hf(source: ProblemSourceConfig, cache_dir: str | None) -> Iterator[tup
 _SAVE_TO_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 
-# Names that lived here before sources.py was split into schema, rows, verifiable, pool_cache and verify/test_spec:
+# Names that lived here before sources.py was split into schema, rows, verifiable, pool_cache and verify/code_spec:
 # still importable from here, so that callers written against the old layout keep working. New code imports them
 # from their homes.
 from distill_ray.problems.rows import code_requirement, function_signature, last_boxed  # noqa: E402
@@ -305,7 +293,7 @@ from distill_ray.problems.schema import (  # noqa: E402
     parse_source_config,
 )
 from distill_ray.problems.verifiable import answer_parses, reference_verdict  # noqa: E402
-from distill_ray.verify.test_spec import TEST_FORMATS, build_test_spec, strip_solution_imports  # noqa: E402
+from distill_ray.verify.code_spec import TEST_FORMATS, build_test_spec, strip_solution_imports  # noqa: E402
 
 __all__ = [
     "DEFAULT_CODE_INSTRUCTION",

@@ -16,13 +16,13 @@ Not guaranteed: consistency between files written by different runs of a resumed
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from distill_ray import experiment as ex
 from distill_ray.config import ConfigError
+from distill_ray.files import InputError, iter_jsonl, read_json
 
 RESULT_FIELDS = ("trial", "teacher", "student", "domain", "step", "samples", "train_loss")
 ITEM_FIELDS = ("benchmark", "problem_id", "verdict")
@@ -47,37 +47,33 @@ def benchmark_info(name: str) -> BenchmarkInfo:
     return BenchmarkInfo(entry.domain, entry.display, entry.short or entry.display, entry.base_display)
 
 
-def read_jsonl(path: str, required: tuple[str, ...] = (),
-               check: Callable[[dict], tuple[str, str] | None] | None = None) -> list[dict]:
-    """Rows of a JSONL file; ConfigError(file, "line N: field", reason) for a broken line, a missing field, or a row
-    `check` returns (field, reason) for."""
+def _as_config_error(exc: InputError) -> ConfigError:
+    """The shared reader's error in the report's terms (the CLI prints either as file, where, reason; exit 2)."""
+    where = "file" if exc.line is None else f"line {exc.line}"
+    return ConfigError(exc.file, f"{where}: {exc.field}" if exc.field else where, exc.reason)
+
+
+def read_checked_jsonl(path: str, required: tuple[str, ...] = (),
+                       check: Callable[[dict], tuple[str, str] | None] | None = None) -> list[dict]:
+    """Rows of a JSONL file (files.iter_jsonl); ConfigError(file, "line N: field", reason) for a broken line, a
+    missing field, or a row `check` returns (field, reason) for."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(path, f"line {number}", f"not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ConfigError(path, f"line {number}", "not a JSON object")
-            for field in required:
-                if field not in row:
-                    raise ConfigError(path, f"line {number}: {field}", "missing field")
+    try:
+        for number, row in iter_jsonl(path, required):
             problem = check(row) if check else None
             if problem:
                 raise ConfigError(path, f"line {number}: {problem[0]}", problem[1])
             rows.append(row)
+    except InputError as exc:
+        raise _as_config_error(exc) from None
     return rows
 
 
 def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(path, f"line {exc.lineno}", f"not valid JSON ({exc.msg})") from None
+    try:
+        return read_json(path)
+    except InputError as exc:
+        raise _as_config_error(exc) from None
 
 
 def read_items(path: str) -> dict[str, dict[str, dict]]:
@@ -91,7 +87,7 @@ def read_items(path: str) -> dict[str, dict[str, dict]]:
         return "verdict", f"{row['verdict']!r} is not one of {', '.join(VERDICTS)}"
 
     items: dict[str, dict[str, dict]] = {}
-    for row in read_jsonl(path, ITEM_FIELDS, known_verdict):
+    for row in read_checked_jsonl(path, ITEM_FIELDS, known_verdict):
         items.setdefault(row["benchmark"], {})[str(row["problem_id"])] = {
             "verdict": row["verdict"], "base_status": row.get("base_status"), "plus_status": row.get("plus_status"),
             "finish_reason": row.get("finish_reason")}
@@ -102,8 +98,9 @@ def _scores(path: str) -> dict[str, dict]:
     return {s["benchmark"]: s for s in _read_json(path)} if os.path.exists(path) else {}
 
 
-def eval_dir(exp_dir: str, trial: str, step: int) -> str:
-    return os.path.join(exp_dir, "trials", trial, "eval", f"step-{int(step):06d}")
+def contamination_audits(exp_dir: str) -> dict[str, dict[str, Any]]:
+    """{domain: decontamination audit} of an experiment (problems.audit.contamination_section renders them)."""
+    return {domain: _read_json(path) for domain, path in ex.contamination_files(exp_dir).items()}
 
 
 def load_experiment(exp_dir: str) -> dict[str, Any]:
@@ -111,30 +108,29 @@ def load_experiment(exp_dir: str) -> dict[str, Any]:
     if not os.path.isdir(exp_dir):
         raise FileNotFoundError(f"{exp_dir}: no such experiment directory")
     rows: list[dict] = []
-    for path in sorted(glob.glob(os.path.join(exp_dir, "trials", "*", "results.jsonl"))):
-        rows.extend(read_jsonl(path, RESULT_FIELDS))
+    for path in ex.results_files(exp_dir):
+        rows.extend(read_checked_jsonl(path, RESULT_FIELDS))
     base: dict[str, dict[str, dict]] = {}
     base_items: dict[str, dict[str, dict[str, dict]]] = {}
-    for path in sorted(glob.glob(os.path.join(exp_dir, "base", "*", "scores.json"))):
+    for path in ex.base_scores_files(exp_dir):
         student = os.path.basename(os.path.dirname(path))
         base[student] = _scores(path)
-        responses = os.path.join(os.path.dirname(path), "responses.jsonl")
+        responses = ex.responses_file(os.path.dirname(path))
         if os.path.exists(responses):
             base_items[student] = read_items(responses)
     items: dict[tuple[str, int], dict[str, dict[str, dict]]] = {}
     eval_scores: dict[tuple[str, int], dict[str, dict]] = {}
     for row in rows:
-        folder = eval_dir(exp_dir, row["trial"], row["step"])
-        if os.path.exists(os.path.join(folder, "responses.jsonl")):
-            items[(row["trial"], int(row["step"]))] = read_items(os.path.join(folder, "responses.jsonl"))
-        eval_scores[(row["trial"], int(row["step"]))] = _scores(os.path.join(folder, "scores.json"))
+        folder = ex.eval_dir(exp_dir, row["trial"], int(row["step"]))
+        if os.path.exists(ex.responses_file(folder)):
+            items[(row["trial"], int(row["step"]))] = read_items(ex.responses_file(folder))
+        eval_scores[(row["trial"], int(row["step"]))] = _scores(ex.scores_file(folder))
     order: dict[str, list[str]] = {"teachers": [], "domains": ["math", "code"]}
-    if os.path.exists(os.path.join(exp_dir, "sweep.json")):
-        grid = (_read_json(os.path.join(exp_dir, "sweep.json")) or {}).get("grid") or {}
+    if os.path.exists(ex.sweep_file(exp_dir)):
+        grid = (_read_json(ex.sweep_file(exp_dir)) or {}).get("grid") or {}
         order = {"teachers": list(grid.get("teachers") or []), "domains": list(grid.get("domains") or ["math", "code"])}
-    traces = [_read_json(p) for p in sorted(glob.glob(os.path.join(exp_dir, "traces", "*", "*", "done.json")))]
-    problems = {os.path.basename(os.path.dirname(p)): _read_json(p)
-                for p in sorted(glob.glob(os.path.join(exp_dir, "problems", "*", "done.json")))}
+    traces = [_read_json(p) for p in ex.traces_done_files(exp_dir)]
+    problems = {os.path.basename(os.path.dirname(p)): _read_json(p) for p in ex.problems_done_files(exp_dir)}
     benchmarks: list[str] = []
     for row in rows:
         for key in row:

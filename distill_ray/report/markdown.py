@@ -15,14 +15,17 @@ Not guaranteed: a comparison row exists only where both sides have per-item verd
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
 from typing import Any
 
+from distill_ray import experiment as ex
+from distill_ray.files import write_text
 from distill_ray.problems.audit import contamination_section
 from distill_ray.report.analysis import SPLIT_SEED, columns, compare, summary_rows, trials, verdicts
-from distill_ray.report.data import benchmark_info, load_experiment
+from distill_ray.report.data import benchmark_info, contamination_audits, load_experiment
 from distill_ray.report.plots import plot_curves
 from distill_ray.report.tables import (
     cap_share,
@@ -263,17 +266,18 @@ def render(data: dict[str, Any], name: str, log: Comparisons, audit: list[str] |
 
 
 def _atomic(path: str, write: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        write(handle)
-    os.replace(tmp, path)
+    """Whatever `write(handle)` writes, as one atomic file (files.write_text)."""
+    buffer = io.StringIO(newline="")
+    write(buffer)
+    write_text(path, buffer.getvalue())
 
 
 def write_report(exp_dir: str) -> str:
     """Write report.md (with curves, CSV and JSON beside it) for an experiment directory; returns the report path."""
     data = load_experiment(exp_dir)  # every input is read and checked before anything is written
     log = Comparisons()
-    lines = render(data, os.path.basename(os.path.abspath(exp_dir)), log, contamination_section(exp_dir))
+    audit = contamination_section(contamination_audits(exp_dir))
+    lines = render(data, os.path.basename(os.path.abspath(exp_dir)), log, audit)
     keys: list[str] = []
     for row in data["rows"]:
         keys.extend(k for k in row if k not in keys)
@@ -284,11 +288,11 @@ def write_report(exp_dir: str) -> str:
         writer.writerows(data["rows"])
 
     plot_curves(data, exp_dir)
-    _atomic(os.path.join(exp_dir, "results.csv"), write_csv)
-    _atomic(os.path.join(exp_dir, "results.json"), lambda h: json.dump(
+    _atomic(ex.report_data_file(exp_dir, "csv"), write_csv)
+    _atomic(ex.report_data_file(exp_dir, "json"), lambda h: json.dump(
         {"trials": data["rows"], "base": data["base"], "traces": data["traces"], "comparisons": log.rows,
          "method": {"interval": "Newcombe method 10 (paired)", "test": "exact McNemar, two-sided",
                     "split_seed": SPLIT_SEED}}, h, indent=1))
-    path = os.path.join(exp_dir, "report.md")
+    path = ex.report_file(exp_dir)
     _atomic(path, lambda h: h.write("\n".join(lines)))
     return path

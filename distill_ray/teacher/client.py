@@ -130,36 +130,36 @@ def reasoning_object(teacher: dict) -> dict | None:
     return {k: v for k, v in reasoning.items() if v is not None and not (k == "exclude" and not v)}
 
 
-def sampling_for(teacher: dict, max_tokens: int) -> dict:
-    """The request parameters that shape an answer (and so belong in the cache key); omitted ones are left out."""
+def answer_shaping_fields(teacher: dict, max_tokens: int) -> dict[str, Any]:
+    """The one builder of what shapes an answer: sampling fields that are set, max_tokens, reasoning, routing, and
+    the teacher's extra_body (kept apart here; `request_body` merges it in). The request body and the cache key
+    (`sampling_for`) are both made from this, so they cannot disagree."""
     sampling = teacher["sampling"]
-    params: dict[str, Any] = {k: sampling[k] for k in ("temperature", "top_p") if sampling.get(k) is not None}
-    params["max_tokens"] = max_tokens
+    fields: dict[str, Any] = {k: sampling[k] for k in ("temperature", "top_p") if sampling.get(k) is not None}
+    fields["max_tokens"] = max_tokens
     if reasoning_object(teacher):
-        params["reasoning"] = reasoning_object(teacher)
+        fields["reasoning"] = reasoning_object(teacher)
     if teacher.get("provider_routing"):
-        params["provider"] = teacher["provider_routing"]
+        fields["provider"] = teacher["provider_routing"]
     if teacher.get("extra_body"):
-        params["extra_body"] = teacher["extra_body"]
-    return params
+        fields["extra_body"] = teacher["extra_body"]
+    return fields
+
+
+def sampling_for(teacher: dict, max_tokens: int) -> dict:
+    """The request parameters that shape an answer, as the cache key holds them (extra_body nested, as it always
+    was, so stored caches stay valid)."""
+    return answer_shaping_fields(teacher, max_tokens)
 
 
 def request_body(teacher: dict, messages: list, n: int, max_tokens: int) -> dict:
-    """The JSON body of one chat completion: sampling fields that are set, reasoning, routing, extra_body on top."""
-    sampling = teacher["sampling"]
-    body: dict[str, Any] = {"model": teacher["model"], "messages": messages}
-    for key in ("temperature", "top_p"):
-        if sampling.get(key) is not None:
-            body[key] = sampling[key]
-    body["max_tokens"] = max_tokens
+    """The JSON body of one chat completion: the answer-shaping fields, with extra_body merged on top."""
+    fields = answer_shaping_fields(teacher, max_tokens)
+    extra = fields.pop("extra_body", None) or {}
+    body: dict[str, Any] = {"model": teacher["model"], "messages": messages, **fields}
     if n > 1:
         body["n"] = n
-    if reasoning_object(teacher):
-        body["reasoning"] = reasoning_object(teacher)
-    if teacher.get("provider_routing"):
-        body["provider"] = teacher["provider_routing"]
-    if teacher.get("extra_body"):
-        body.update(teacher["extra_body"])
+    body.update(extra)
     return body
 
 

@@ -23,6 +23,12 @@ their answers; then a 402 ends the run with `CreditsExhausted` and a refusal wit
 is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
+With `teacher.mode == "batch"` the requests go through the provider's batch endpoint instead (`batch.py`: sized batches,
+a durable ledger per batch, results judged by the online rules into the same cache, at the batch price); the driver runs
+it, without Ray, writing `OUTPUT/part-*.parquet` as batches settle (it keeps no trace text). Whatever the mode, batches
+an earlier run submitted for this teacher are settled (polled until they end, answers stored) before the cache is read
+for work.
+
 On Ray there are two pipelines (`pipeline=`): "data" (the default) is a Ray Data stage (`dataflow.py`): the work
 items as a dataset, `map_batches` with an async `TeacherUDF` on `teacher.actors` actors sharing the limiter and the
 ledger, each batch written by its actor as `OUTPUT/part-*.parquet` as soon as it finishes; the driver keeps no trace
@@ -52,6 +58,7 @@ from typing import Any
 
 from distill_ray.config import TeacherConfig
 from distill_ray.records import Problem
+from distill_ray.teacher.batch import open_ledgers, run_batch_parts, settle_batches
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
     STOP_REASONS,
@@ -417,10 +424,13 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             ray_mode = ray.is_initialized()
         except ImportError:
             ray_mode = False
-    streaming = ray_mode and pipeline == "data" and not dry_run
+    # batch mode writes parts as its batches settle, like the Ray Data pipeline (the driver keeps no trace text)
+    streaming = not dry_run and (teacher.mode == "batch" or (ray_mode and pipeline == "data"))
     out_path = os.path.join(output_dir, OUTPUT_FILE)
     ns = namespace(spec["cache_url"], spec["model"])
     kept = _read_output(output_dir, spec["model"], light=streaming)
+    # batches an earlier run submitted are settled first: their requests are never sent again (batch.py)
+    settled = 0 if dry_run else settle_batches(spec, cache_dir, ns, progress_stream or sys.stderr)
     cache = ResponseCache(cache_dir, ns).index()  # no record is held: each hit is read from its segment when used
     spent_before = cache.paid_usd()
     spec["spent_before_usd"] = spent_before
@@ -436,6 +446,9 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         cache.close()
     plan = plan_generation(problems, teacher, skip=n_done)
     plan["spent_before_usd"] = round(spent_before, 6)
+    plan["mode"] = teacher.mode
+    plan["est_cost_usd_batch"] = round(plan["est_cost_usd"] * teacher.batch.price_factor, 6)
+    plan["open_batches"] = len(open_ledgers(cache_dir, ns))
     if teacher.max_cost_usd is not None:
         plan["budget_left_usd"] = round(max(0.0, teacher.max_cost_usd - spent_before), 6)
     if on_plan is not None:
@@ -448,6 +461,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "failure_reasons": {}, "permanent_failures": 0, "transient_failures": 0, "complete": False,
         "spent_before_usd": round(spent_before, 8), "ledger_total_usd": round(spent_before, 8),
         "key_usage_start_usd": None, "key_usage_end_usd": None, "probe": None,
+        "mode": teacher.mode, "batches_settled_at_start": settled,
     }
     if dry_run:
         info = None
@@ -497,7 +511,11 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         to_parts(probe_rows)
         from_cache = n_done + sum(1 for r in probe_rows if r.get("from_cache"))
         del done_rows, probe_rows
-        if items:
+        if items and teacher.mode == "batch":
+            n_new, new_cached, snapshot = run_batch_parts(spec, items, output_dir, cache_dir, ns, progress, stop_event)
+            from_cache += new_cached
+            snapshots.append(snapshot)
+        elif items:
             n_new, new_cached, snapshot = run_dataflow(spec, items, output_dir, cache_dir, ns, progress, stop_event,
                                                        limiter)
             from_cache += new_cached
@@ -538,6 +556,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "reasoning_encrypted_items": sum(int(r.get("reasoning_encrypted") or 0) for r in rows),
     }
     summary["complete"] = summary["transient_failures"] == 0
+    if teacher.mode == "batch":  # batches submitted, completed, failed, expired in this run
+        summary["batches"] = next((snap["batches"] for snap in snapshots if "batches" in snap), {})
     if key_start is not None:
         summary["key_usage_start_usd"] = key_start.get("usage")
         try:

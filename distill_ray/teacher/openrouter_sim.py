@@ -56,6 +56,7 @@ class OpenRouterProfile:
     first_attempt_only: bool = False
     key_disabled_after: int | None = None
     seed: int = 0
+    batches: dict = field(default_factory=dict)  # options of the batch endpoints (batch_sim.BatchOptions)
 
     @classmethod
     def from_any(cls, value: OpenRouterProfile | dict | None) -> OpenRouterProfile | None:

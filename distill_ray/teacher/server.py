@@ -11,7 +11,8 @@ in a child process (so a benchmark's client and server do not share one interpre
 (`GET /admin/counters`).
 
 Routes: `POST /v1/chat/completions`, `GET /v1/models`, `GET /admin/counters`, `POST /admin/reset`; with the
-`openrouter` behaviour profile (`profile={...}`, see `openrouter_sim.py`) also `GET /v1/key` and `POST /admin/credits`.
+`openrouter` behaviour profile (`profile={...}`, see `openrouter_sim.py`) also `GET /v1/key` and `POST /admin/credits`;
+and OpenRouter's batch endpoints under `/v1/batches` (`batch_sim.py`; options in the profile's `batches`).
 Answers come from
 `simulated_response`, keyed by the request's content (model, messages, temperature, top_p) and the sample index, so
 the same request always gets the same answer. The sample index is read from the `X-Distill-Sample-Index` header (the
@@ -45,14 +46,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from distill_ray.problems.builtin import simulated_response
+from distill_ray.builtin_problems import simulated_response
+from distill_ray.teacher.batch_sim import BatchSim
 from distill_ray.teacher.openrouter_sim import OpenRouterProfile
 
 SAMPLE_INDEX_HEADER = "x-distill-sample-index"
 CHARS_PER_TOKEN = 4
 REASONING_FORMATS = ("reasoning", "reasoning_content", "think")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+_REASONS = {200: "OK", 202: "Accepted", 409: "Conflict",
+            400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
             404: "Not Found", 405: "Method Not Allowed",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -190,6 +193,7 @@ class TeacherServer:
         self._bucket = float(self.faults.rate_limit_burst)
         self._bucket_t = time.monotonic()
         self._not_before: dict[str, float] = {}  # billing key -> the earliest retry its 429 allowed
+        self.batches = BatchSim(self, self.profile.batches if self.profile is not None else None)
 
     # -- faults -------------------------------------------------------------------------------------------------
     def _latency(self) -> float:
@@ -229,7 +233,8 @@ class TeacherServer:
     # -- handling -----------------------------------------------------------------------------------------------
     async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple | None:
         """Returns (status, extra headers, body bytes, billing keys, cost), or None to drop the connection."""
-        path = path.split("?", 1)[0].rstrip("/")
+        path, _, query_text = path.partition("?")
+        path = path.rstrip("/")
         if path == "/admin/counters" and method == "GET":
             return 200, {}, json.dumps(self.counters.snapshot()).encode(), (), 0.0
         if path == "/admin/reset" and method == "POST":
@@ -245,6 +250,9 @@ class TeacherServer:
             with self.counters.lock:
                 billed = self.counters.billed_cost
             return 200, {}, self.profile.key_response(billed), (), 0.0
+        if "/batches" in path:  # the batch endpoints (batch_sim.py)
+            query = dict(p.partition("=")[::2] for p in query_text.split("&") if p)
+            return self.batches.handle(method, path, query, body)
         if path.endswith("/models") and method == "GET":
             data = [{"id": name, "object": "model", "owned_by": "distill-ray"} for name in self.teachers]
             return 200, {}, json.dumps({"object": "list", "data": data}).encode(), (), 0.0

@@ -266,15 +266,41 @@ class Setup:
     hf_ds_config: Any  # keeps transformers' ZeRO-3 loading hook alive while the model lives
 
 
-def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
-    """Base model (sharded at load under ZeRO-3), LoRA, optimiser, scheduler, DeepSpeed engine when configured."""
+def load_base_for_training(student, dtype: torch.dtype, attn_implementation: str,
+                           zero3_config: dict[str, Any] | None) -> tuple[nn.Module, Any]:
+    """The frozen base as from_pretrained loads it, partitioned at construction when `zero3_config` is given; returns
+    (model, the HfDeepSpeedConfig that must stay alive with it, or None).
+
+    Host memory at load (transformers 5.19, DeepSpeed 0.19.8; train.host_memory plans it): with the HfDeepSpeedConfig
+    alive, from_pretrained builds the model inside deepspeed.zero.Init, so the parameters are partitioned from the
+    start, but then *every rank* reads every checkpoint shard into one state dict on the CPU
+    (modeling_utils._load_pretrained_model) and, for an MoE checkpoint with per-expert tensors, builds the fused
+    expert tensors from it (integrations/deepspeed._apply_weight_conversions_to_state_dict) before rank 0 copies
+    each module into its gathered parameters. Each rank therefore holds the whole checkpoint plus the fused experts
+    in host memory for the duration of the load (planned at 56.8 + 52.6 GiB per rank for Qwen3-30B-A3B in bf16;
+    tests/train/test_host_memory.py checks the plan against a measured load). Neither library at the
+    pinned versions offers a rank-0 or streaming ZeRO-3 load (5.19 ignores low_cpu_mem_usage; zero.Init partitions
+    but does not read checkpoints). Without ZeRO-3, each rank materialises the whole model on the CPU before moving
+    it to its device."""
     from transformers import AutoModelForCausalLM
 
+    hf_ds = None
+    if zero3_config is not None:
+        from transformers.integrations import HfDeepSpeedConfig
+
+        hf_ds = HfDeepSpeedConfig(zero3_config)  # is_deepspeed_zero3_enabled() is true while this object lives
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn_implementation}
+    if not student.model.startswith("builtin:"):
+        kwargs["revision"] = student.revision
+    return AutoModelForCausalLM.from_pretrained(resolve_model_path(student.model), **kwargs), hf_ds
+
+
+def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
+    """Base model (sharded at load under ZeRO-3), LoRA, optimiser, scheduler, DeepSpeed engine when configured."""
     on_gpu = str(ctx.device).startswith("cuda")
     dtype = default_dtype(student.dtype, ctx.device)
     use_ds = student.deepspeed_stage in (2, 3)
     ds_config = None
-    hf_ds = None
     if use_ds:
         import deepspeed
 
@@ -285,17 +311,8 @@ def setup_model(student, training, ctx: Context, accumulation: int) -> Setup:
 
         ds_config = deepspeed_config(student.deepspeed_stage, training.micro_batch, accumulation, ctx.world,
                                      bf16=dtype == torch.bfloat16, on_gpu=on_gpu)
-        if student.deepspeed_stage == 3:
-            # With this object alive, from_pretrained builds the model inside deepspeed.zero.Init and loads each
-            # shard straight into partitions: no worker ever holds the whole 30B model in host memory.
-            from transformers.integrations import HfDeepSpeedConfig
-
-            hf_ds = HfDeepSpeedConfig(ds_config)
-    path = resolve_model_path(student.model)
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": best_attention(ctx.device)}
-    if not student.model.startswith("builtin:"):
-        kwargs["revision"] = student.revision
-    base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    base, hf_ds = load_base_for_training(student, dtype, best_attention(ctx.device),
+                                         ds_config if student.deepspeed_stage == 3 else None)
     if not (use_ds and student.deepspeed_stage == 3):
         base = base.to(ctx.device)
     base.config.use_cache = False
@@ -548,10 +565,24 @@ def run_training(dataset: str, student, training, ctx: Context) -> dict:
 # one process, no Ray
 
 
+def complete_checkpoints(folder: str) -> list[str]:
+    """The complete `step-*` checkpoint folders under `folder` (those with the COMPLETE marker), in step order."""
+    done = [d for d in glob.glob(os.path.join(folder, "step-*")) if os.path.exists(os.path.join(d, COMPLETE))]
+    return sorted(done, key=lambda d: int(os.path.basename(d).split("-")[1]))
+
+
 def latest_checkpoint(folder: str) -> str | None:
     """The newest complete `step-*` checkpoint folder under `folder`, or None."""
-    done = [d for d in glob.glob(os.path.join(folder, "step-*")) if os.path.exists(os.path.join(d, COMPLETE))]
-    return max(done, key=lambda d: int(os.path.basename(d).split("-")[1])) if done else None
+    done = complete_checkpoints(folder)
+    return done[-1] if done else None
+
+
+def checkpoint_info(step_dir: str) -> dict[str, Any]:
+    """records.CheckpointInfo of a complete checkpoint folder, plus its truncated_examples, from its meta.json."""
+    with open(os.path.join(step_dir, "state", "meta.json"), encoding="utf-8") as handle:
+        meta = json.load(handle)
+    return {"step": meta["step"], "samples": meta["samples"], "path": os.path.join(step_dir, "adapter"),
+            "train_loss": meta["loss"], "truncated_examples": meta["truncated_examples"]}
 
 
 def _free_port() -> int:
@@ -598,14 +629,10 @@ def train_local(examples: list[dict], student, training, output_dir: str, *, res
                                student, training, ctx)
     finally:
         torch.set_num_threads(threads)
-    for folder in sorted(glob.glob(os.path.join(ckpt_root, "step-*"))):
-        if not os.path.exists(os.path.join(folder, COMPLETE)):
-            continue
-        with open(os.path.join(folder, "state", "meta.json")) as handle:
-            meta = json.load(handle)
-        if meta["step"] <= training.steps:
-            checkpoints.append({"step": meta["step"], "samples": meta["samples"],
-                                "path": os.path.join(folder, "adapter"), "train_loss": meta["loss"]})
+    for folder in complete_checkpoints(ckpt_root):
+        info = checkpoint_info(folder)
+        if info["step"] <= training.steps:
+            checkpoints.append({k: info[k] for k in ("step", "samples", "path", "train_loss")})
     shutil.rmtree(scratch, ignore_errors=True)
     summary["checkpoints"] = checkpoints
     return summary

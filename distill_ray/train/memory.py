@@ -10,8 +10,9 @@ config.json, the built-in students from their tiny recipes. Components (GiB, per
   working set (two decoder layers, prefetch included);
 - lora / gradients / optimizer: the adapter in the compute dtype, its fp32 gradients, and the fp32 master copy with
   Adam's two moments (partitioned over the world under ZeRO-2/3, with DeepSpeed's gradient bucket);
-- activations at the micro-batch's token count (`micro_batch_tokens`, else micro_batch x max_length) with and
-  without activation checkpointing (the configured one counts towards the total): what autograd saves per token and
+- activations at the largest row the data path can build (`largest_row_tokens`: the token budget, or `max_length`
+  where one example alone exceeds it, since such an example gets a row of its own) with and without activation
+  checkpointing (the configured one counts towards the total): what autograd saves per token and
   layer for a frozen base with LoRA (norms, q/k/v/out, the MLP or the k routed experts), or under checkpointing one
   hidden state per layer plus one layer recomputed, and the backward's transient buffers;
 - logits_chunk: one chunk of the chunked loss (rows x vocab: the head's output, its fp32 copy, the softmax gradient);
@@ -66,12 +67,15 @@ def model_shape(model: str) -> dict[str, Any]:
             f"{model}: no known shape for a memory estimate (known: {', '.join(sorted(HUB_SHAPES))}, the built-in "
             "students, or a local folder with config.json)")
     h, heads = int(cfg["hidden_size"]), int(cfg["num_attention_heads"])
+    experts = int(cfg.get("num_experts", 0) or cfg.get("num_local_experts", 0) or 0)
     return {
         "hidden": h, "intermediate": int(cfg["intermediate_size"]), "layers": int(cfg["num_hidden_layers"]),
         "heads": heads, "kv_heads": int(cfg.get("num_key_value_heads", heads)),
         "head_dim": int(cfg.get("head_dim") or h // heads), "vocab": int(cfg["vocab_size"]),
-        "experts": int(cfg.get("num_experts", 0) or 0), "experts_per_token": int(cfg.get("num_experts_per_tok", 0)),
-        "expert_intermediate": int(cfg.get("moe_intermediate_size", 0) or 0),
+        # Qwen-MoE configs say num_experts / moe_intermediate_size; Mixtral-style ones num_local_experts and put the
+        # expert width in intermediate_size (they have no dense MLP)
+        "experts": experts, "experts_per_token": int(cfg.get("num_experts_per_tok", 0) or 0),
+        "expert_intermediate": int(cfg.get("moe_intermediate_size", 0) or (cfg["intermediate_size"] if experts else 0)),
         "tied": bool(cfg.get("tie_word_embeddings", False)),
     }
 
@@ -116,6 +120,16 @@ def _activation_bytes_per_token_layer(s: dict[str, Any], act: int, lora) -> floa
     return norms + attention + mlp + dropout
 
 
+def largest_row_tokens(training) -> int:
+    """The most tokens one forward pass can hold, as train.data.make_micro_batches builds rows: packed under a token
+    budget, an example is first truncated to max_length and one longer than the budget gets a row of its own (it is
+    neither split nor dropped), so the largest row is max(budget, max_length); packed without a budget, micro_batch
+    whole examples; unpacked, micro_batch rows padded to the longest (at most max_length)."""
+    if training.packing and training.micro_batch_tokens:
+        return max(training.micro_batch_tokens, training.max_length)
+    return training.micro_batch * training.max_length
+
+
 def estimate_train_memory(student, training, *, device: str = "cuda", world: int | None = None) -> dict[str, Any]:
     """Estimated per-worker memory (GiB) of training `student` under `training`, by component, and `total_gib`.
 
@@ -138,8 +152,7 @@ def estimate_train_memory(student, training, *, device: str = "cuda", world: int
         grads = trainable * 4 / world + min(trainable, ZERO3_BUCKET if stage == 3 else ZERO2_BUCKET) * act
         optim = trainable * 12 / world
 
-    tokens = (training.micro_batch_tokens if training.packing and training.micro_batch_tokens
-              else training.micro_batch * training.max_length)
+    tokens = largest_row_tokens(training)
     per_layer = _activation_bytes_per_token_layer(s, act, student.lora)
     transient = tokens * 2 * s["hidden"] * act  # the backward's incoming and outgoing hidden-state gradients
     if student.lora.expert_lora and s["experts"]:

@@ -152,7 +152,7 @@ def tokenizer_corpus() -> list[str]:
 
     Deterministic (fixed seeds), so the trained tokenizer is the same on every machine.
     """
-    from distill_ray.problems.builtin import make_problems, simulated_response
+    from distill_ray.builtin_problems import make_problems, simulated_response
 
     texts: list[str] = []
     for domain in ("math", "code"):

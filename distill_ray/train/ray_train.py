@@ -177,3 +177,11 @@ def summary_from_checkpoints(run_dir: str, steps: int) -> dict[str, Any]:
         "final_loss": final["loss"], "loss_curve": final["loss_curve"], "steps": final["step"],
         "examples_consumed": final["examples_consumed"], "data_digest": final["data_digest"],
     }
+
+
+def persisted_checkpoints(storage: str) -> list[str]:
+    """Complete Ray Train checkpoint folders of the run stored under `storage` (a trial's train/ folder), in step
+    order."""
+    from distill_ray.train.core import complete_checkpoints
+
+    return complete_checkpoints(os.path.join(storage, RUN_NAME))

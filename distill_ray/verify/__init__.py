@@ -5,10 +5,10 @@ Public entry points: `grade_math`, `check_code`, `verify_rows` (local), `verify_
 Importing this package starts nothing: pools start on first use.
 """
 
+from distill_ray.verify.batch import VerifyBatch, verify_dataset, verify_rows
 from distill_ray.verify.code import check_code, check_program, extract_code
 from distill_ray.verify.math_grader import MathGrader, extract_final_answer, grade_math
 from distill_ray.verify.sandbox import SandboxLimits, SandboxPool, SandboxRefused, probe_layers
-from distill_ray.verify.stage import VerifyBatch, verify_dataset, verify_rows
 from distill_ray.verify.stats import trace_statistics, wilson_interval
 from distill_ray.verify.verdict import Verdict
 

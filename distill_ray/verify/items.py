@@ -35,9 +35,9 @@ def _is_evalplus(problem: Problem) -> bool:
 def judge_items(problems: list[Problem], responses: list[str], *, judge: str | None = None,
                 pool: SandboxPool | None = None, grader: MathGrader | None = None) -> list[dict[str, Any]]:
     """One verdict dict per (problem, response), in input order (see the module docstring)."""
+    from distill_ray.verify.batch import verify_rows
     from distill_ray.verify.mbppplus import judge_responses
     from distill_ray.verify.sandbox import shared_pool
-    from distill_ray.verify.stage import verify_rows
 
     if len(problems) != len(responses):
         raise ValueError(f"{len(problems)} problems but {len(responses)} responses")

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from distill_ray.files import InputError
 from distill_ray.verify.math_grader import MathGrader
-from distill_ray.verify.mbppplus import InputError, read_jsonl
+from distill_ray.verify.mbppplus import read_numbered_rows
 from distill_ray.verify.stats import wilson_interval
 from distill_ray.verify.verdict import FORMAT_FAILURE_REASONS
 
 
-def load_math500(path: str) -> dict[str, dict[str, Any]]:
+def read_math500_answers(path: str) -> dict[str, dict[str, Any]]:
+    """MATH-500 rows by unique_id from a local JSONL file (each with its "_line"), for `distill-ray score math500`."""
     problems = {}
-    for row in read_jsonl(path, ("unique_id", "answer")):
+    for row in read_numbered_rows(path, ("unique_id", "answer")):
         if not isinstance(row["answer"], str):
-            raise InputError("%s:%d: field 'answer' must be a string" % (path, row["_line"]))
+            raise InputError(path, "must be a string", row["_line"], "answer")
         problems[str(row["unique_id"])] = row
     return problems
 
@@ -35,10 +37,9 @@ def load_math500(path: str) -> dict[str, dict[str, Any]]:
 def check_samples(path: str, samples: list[dict[str, Any]], problems: dict[str, dict[str, Any]]) -> None:
     for row in samples:
         if not isinstance(row["response"], str):
-            raise InputError("%s:%d: field 'response' must be a string" % (path, row["_line"]))
+            raise InputError(path, "must be a string", row["_line"], "response")
         if str(row["unique_id"]) not in problems:
-            raise InputError("%s:%d: field 'unique_id' %r is not in the dataset"
-                             % (path, row["_line"], row["unique_id"]))
+            raise InputError(path, f"{row['unique_id']!r} is not in the dataset", row["_line"], "unique_id")
 
 
 def score_math500(samples: list[dict[str, Any]], problems: dict[str, dict[str, Any]], grader: MathGrader,

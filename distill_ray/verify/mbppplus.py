@@ -27,7 +27,6 @@ measured ground-truth times).
 from __future__ import annotations
 
 import ast
-import gzip
 import hashlib
 import json
 import math
@@ -36,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from distill_ray.files import InputError, iter_jsonl, write_text
 from distill_ray.paths import cache_root
 from distill_ray.verify._launcher import contains_opaque, decode, encode
 from distill_ray.verify.sandbox import SandboxLimits, SandboxPool
@@ -50,35 +50,12 @@ OUTPUT_SET_EQ = frozenset({"similar_elements", "find_char_long", "common_in_nest
 REQUIRED_FIELDS = ("task_id", "prompt", "canonical_solution", "entry_point", "base_input", "plus_input")
 
 
-class InputError(ValueError):
-    """Bad input file: the message names the file, the line and the field."""
-
-
 # ------------------------------------------------------------------ data
 
 
-def read_jsonl(path: str, required: Iterable[str] = ()) -> list[dict[str, Any]]:
-    opener = gzip.open if path.endswith(".gz") else open
-    rows = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise InputError("%s:%d: not valid JSON (%s)" % (path, number, exc)) from None
-                if not isinstance(row, dict):
-                    raise InputError("%s:%d: a row must be a JSON object" % (path, number))
-                for name in required:
-                    if name not in row:
-                        raise InputError("%s:%d: missing field %r" % (path, number, name))
-                row["_line"] = number
-                rows.append(row)
-    except OSError as exc:
-        raise InputError("%s: cannot read (%s)" % (path, exc)) from None
-    return rows
+def read_numbered_rows(path: str, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Rows of a JSONL(.gz) file (files.iter_jsonl), each with its line number under "_line" for later errors."""
+    return [{**row, "_line": number} for number, row in iter_jsonl(path, required)]
 
 
 def _to_tuples(value: Any) -> Any:
@@ -123,15 +100,15 @@ def deserialize_inputs(task_id: str, inputs: list) -> list:
     return inputs
 
 
-def load_mbppplus(path: str) -> dict[str, dict[str, Any]]:
+def read_mbppplus_tasks(path: str) -> dict[str, dict[str, Any]]:
     """Tasks by task_id from a local MBPP+ file (.jsonl or .jsonl.gz), inputs restored to their Python types."""
     tasks = {}
-    for row in read_jsonl(path, REQUIRED_FIELDS):
+    for row in read_numbered_rows(path, REQUIRED_FIELDS):
         for name in ("base_input", "plus_input"):
             if row[name] == {}:
                 row[name] = []  # one MBPP+ task (Mbpp/793) ships its empty plus inputs as {}
             if not isinstance(row[name], list):
-                raise InputError("%s:%d: field %r must be a list" % (path, row["_line"], name))
+                raise InputError(path, "must be a list", row["_line"], name)
         row["base_input"] = deserialize_inputs(row["task_id"], row["base_input"])
         row["plus_input"] = deserialize_inputs(row["task_id"], row["plus_input"])
         row["atol"] = float(row.get("atol") or 0)
@@ -370,11 +347,7 @@ def _read_cache(path: str) -> dict[str, Any] | None:
 
 def _write_cache(path: str, truth: dict[str, Any]) -> None:
     body = json.dumps(truth, sort_keys=True)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        json.dump({"sha256": hashlib.sha256(body.encode()).hexdigest(), "truth": truth}, f)
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "truth": truth}))
 
 
 def _status(run: Any, task: dict[str, Any], expected: list, inputs: list) -> tuple[str, list[bool]]:
@@ -464,7 +437,7 @@ def evalplus_spec(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def task_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A task as `load_mbppplus` returns it, from an "evalplus" test spec."""
+    """A task as `read_mbppplus_tasks` returns it, from an "evalplus" test spec."""
     task = {name: spec[name] for name in EVALPLUS_SPEC_FIELDS}
     task["base_input"] = deserialize_inputs(task["task_id"], list(spec["base_input"]))
     task["plus_input"] = deserialize_inputs(task["task_id"], list(spec["plus_input"]))

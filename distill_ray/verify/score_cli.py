@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from distill_ray.verify.mbppplus import InputError
+from distill_ray.files import InputError, write_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +53,7 @@ def score_main(argv: list[str]) -> int:
         print("error: %s" % exc, file=sys.stderr)
         return 3
     report["summary"]["seconds"] = round(time.monotonic() - started, 3)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=1)
+    write_text(args.output, json.dumps(report, indent=1))
     print(json.dumps({"benchmark": args.benchmark, **{k: v for k, v in report["summary"].items()
                                                      if not isinstance(v, dict)}}))
     return 0
@@ -65,14 +64,14 @@ class _Refused(RuntimeError):
 
 
 def _math500(args: argparse.Namespace) -> dict:
-    from distill_ray.problems.benchmarks import MATH500_FILE, fetch_pinned
-    from distill_ray.verify.math500 import check_samples, load_math500, score_math500
+    from distill_ray.pinned import MATH500_FILE, fetch_pinned
+    from distill_ray.verify.math500 import check_samples, read_math500_answers, score_math500
     from distill_ray.verify.math_grader import MathGrader
-    from distill_ray.verify.mbppplus import read_jsonl
+    from distill_ray.verify.mbppplus import read_numbered_rows
 
     dataset = args.dataset or str(fetch_pinned(MATH500_FILE))
-    problems = load_math500(dataset)
-    samples = read_jsonl(args.samples, ("unique_id", "response"))
+    problems = read_math500_answers(dataset)
+    samples = read_numbered_rows(args.samples, ("unique_id", "response"))
     check_samples(args.samples, samples, problems)
     with MathGrader(args.workers) as grader:
         report = score_math500(samples, problems, grader)
@@ -81,25 +80,23 @@ def _math500(args: argparse.Namespace) -> dict:
 
 
 def _mbppplus(args: argparse.Namespace) -> dict:
-    from distill_ray.problems.benchmarks import MBPPPLUS_FILE, fetch_pinned, file_sha256
+    from distill_ray.pinned import MBPPPLUS_FILE, fetch_pinned, file_sha256
     from distill_ray.verify.mbppplus import (
         ground_truth,
-        load_mbppplus,
-        read_jsonl,
+        read_mbppplus_tasks,
+        read_numbered_rows,
         score_mbppplus,
     )
     from distill_ray.verify.sandbox import SandboxPool, SandboxRefused
 
     dataset = args.dataset or str(fetch_pinned(MBPPPLUS_FILE))
-    tasks = load_mbppplus(dataset)
-    samples = read_jsonl(args.samples, ("task_id",))
+    tasks = read_mbppplus_tasks(dataset)
+    samples = read_numbered_rows(args.samples, ("task_id",))
     for row in samples:
         if row["task_id"] not in tasks:
-            raise InputError("%s:%d: field 'task_id' %r is not in the dataset" % (args.samples, row["_line"],
-                                                                                row["task_id"]))
+            raise InputError(args.samples, f"{row['task_id']!r} is not in the dataset", row["_line"], "task_id")
         if not isinstance(row.get("solution"), str) and not isinstance(row.get("completion"), str):
-            raise InputError("%s:%d: field 'solution' or 'completion' (a string) is required" % (args.samples,
-                                                                                               row["_line"]))
+            raise InputError(args.samples, "field 'solution' or 'completion' (a string) is required", row["_line"])
     try:
         pool = SandboxPool(args.workers, allow_network_risk=args.allow_network_risk)
     except SandboxRefused as exc:

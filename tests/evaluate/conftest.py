@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from distill_ray.problems.builtin import mixed_length_messages
+from distill_ray.builtin_problems import mixed_length_messages
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,9 +12,9 @@ import types
 
 import pytest
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import EvaluationConfig, StudentConfig
 from distill_ray.evaluate.pool import EvalPool, EvalWorker
-from distill_ray.problems.builtin import make_problems
 
 STUDENT = StudentConfig(model="builtin:tiny-llama", evaluation={"actors": 1, "cpus": 0.5})
 EVALUATION = EvaluationConfig(benchmarks=[{"name": "mini-math", "subset": 4}], max_new_tokens=8, batch_size=4)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import DROP_REASONS, MinHashIndex, clean_problems, prepare_problems, tokens
 from distill_ray.problems.decontaminate import DecontaminationSettings
+from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
@@ -243,7 +243,7 @@ def test_prepare_problems_keeps_exactly_n_from_a_dirty_source(tmp_path, schemas,
 
 
 def test_real_benchmarks_catch_copies_and_spare_the_builtin_training_split(shared_benchmarks):
-    from distill_ray.problems import builtin
+    from distill_ray import builtin_problems as builtin
 
     math500 = load_math500(str(shared_benchmarks / "math500.jsonl"))
     mbpp = load_mbppplus(str(shared_benchmarks / "MbppPlus-v0.2.0.jsonl.gz"))

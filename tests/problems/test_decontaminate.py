@@ -7,16 +7,17 @@ import json
 
 import pytest
 
+from distill_ray import builtin_problems as builtin
 from distill_ray.config import ConfigError, DecontaminationConfig, load_sweep, sweep_from_dict
-from distill_ray.problems import builtin
 from distill_ray.problems.audit import contamination_section
-from distill_ray.problems.benchmarks import load_math500, load_mbppplus
 from distill_ray.problems.clean import clean_problems
 from distill_ray.problems.decontaminate import ContaminationIndex, DecontaminationSettings, normalise_tokens
+from distill_ray.problems.public_sets import load_math500, load_mbppplus
 from distill_ray.problems.schema import DEFAULT_CODE_INSTRUCTION, DEFAULT_MATH_INSTRUCTION
 from distill_ray.records import Problem
-from distill_ray.stages import prepare_benchmarks
-from distill_ray.stages import prepare_problems as prepare_problems_of_sweep
+from distill_ray.report.data import contamination_audits
+from distill_ray.stages.problems import prepare_benchmarks
+from distill_ray.stages.problems import prepare_problems as prepare_problems_of_sweep
 
 
 def row(pid: str, text: str, domain: str = "math", source: str = "pool.jsonl", split: str = "train") -> Problem:
@@ -134,7 +135,7 @@ def test_the_builtin_sweeps_keep_their_problem_counts(tmp_path, sweep_file, coun
         audit = json.loads((tmp_path / "problems" / domain / "contamination.json").read_text())
         assert audit["dropped"]["contaminated"] == 0
         assert audit["contamination"]["settings"] == sweep.decontamination.settings().as_dict()
-    lines = contamination_section(str(tmp_path))
+    lines = contamination_section(contamination_audits(str(tmp_path)))
     assert "| math | mini-math | " + str(len(benchmarks["mini-math"])) + " | 0 | 0 |" in lines
 
 
@@ -151,11 +152,11 @@ def test_the_audit_file_names_rule_score_and_rows_per_benchmark_and_renders(tmp_
     short = audit["by_item"]["math500"]["short"]
     assert short == [{"row": "copy", "segment": "problem", "rule": "ngram", "score": 1.0}]
     assert [(m["row"], m["rule"]) for m in audit["by_item"]["math500"]["mid"]] == [("edit", "edit")]
-    lines = contamination_section(str(tmp_path))
+    lines = contamination_section(contamination_audits(str(tmp_path)))
     assert lines[0] == "## Decontamination" and any("word 6-gram coverage >= 0.6" in line for line in lines)
     assert "| math | math500 | 3 | 2 | 2 |" in lines
     assert any(line.startswith("- math500 short: copy: ngram 1.00") for line in lines)
-    assert contamination_section(str(tmp_path / "nothing")) == []
+    assert contamination_section(contamination_audits(str(tmp_path / "nothing"))) == []
 
 
 def test_the_sweep_section_is_strict_and_reaches_the_settings(tmp_path):
@@ -193,9 +194,9 @@ def test_labelled_table_meets_the_targets(shared_benchmarks, benchmark_script):
 def test_the_package_names_its_entry_point_and_the_old_names_still_import():
     import distill_ray.problems as problems
     from distill_ray.problems import clean, sources
-    from distill_ray.verify import test_spec
+    from distill_ray.verify import code_spec
 
     assert problems.prepare_problems is clean.prepare_problems
-    assert sources.build_test_spec is test_spec.build_test_spec
+    assert sources.build_test_spec is code_spec.build_test_spec
     with pytest.raises(AttributeError):
         _ = problems.nothing_here

@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from distill_ray.problems.benchmarks import PinnedFile, fetch_pinned, load_math500, load_mbppplus, load_mbppplus_raw
+from distill_ray.pinned import PinnedFile, fetch_pinned
+from distill_ray.problems.public_sets import load_math500, load_mbppplus, load_mbppplus_raw
 from distill_ray.problems.schema import (
     DEFAULT_CODE_INSTRUCTION,
     DEFAULT_MATH_INSTRUCTION,
@@ -21,7 +22,7 @@ from distill_ray.problems.schema import (
     parse_source_config,
 )
 from distill_ray.problems.sources import load_problems, read_source
-from distill_ray.verify.test_spec import build_test_spec
+from distill_ray.verify.code_spec import build_test_spec
 
 
 def local_copy(seed_source: ProblemSourceConfig, kind: str, path, **changes) -> ProblemSourceConfig:
@@ -414,14 +415,14 @@ def test_seed_defaults_are_pinned_and_match_the_builtin_instructions():
         source.check(domain)
         assert source.kind == "huggingface" and len(source.revision) == 40 and source.n == 40_000
         assert ProblemSourceConfig.model_validate(source.model_dump(by_alias=True)) == source  # round-trips
-    from distill_ray.problems import builtin
+    from distill_ray import builtin_problems as builtin
 
     assert builtin.MATH_INSTRUCTION == DEFAULT_MATH_INSTRUCTION
     assert builtin.CODE_INSTRUCTION == DEFAULT_CODE_INSTRUCTION
 
 
 def test_builtin_kind_uses_make_problems():
-    from distill_ray.problems import builtin
+    from distill_ray import builtin_problems as builtin
 
     source = ProblemSourceConfig(kind="builtin", n=12, seed=5)
     problems = load_problems(source, "math")

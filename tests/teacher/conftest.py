@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from distill_ray.builtin_problems import make_problems
 from distill_ray.config import TeacherConfig
-from distill_ray.problems.builtin import make_problems
 from distill_ray.teacher import start_teacher_server
 
 TEACHERS = {

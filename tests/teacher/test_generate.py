@@ -9,7 +9,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from distill_ray.problems.builtin import simulated_response
+from distill_ray.builtin_problems import simulated_response
 from distill_ray.teacher import FatalTeacherError, generate_traces, plan_generation
 from distill_ray.teacher.client import messages_for
 from distill_ray.teacher.server import content_key

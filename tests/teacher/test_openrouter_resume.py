@@ -16,7 +16,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from distill_ray.problems.builtin import make_problems
+from distill_ray.builtin_problems import make_problems
 from distill_ray.teacher.cache import ResponseCache, namespace
 from distill_ray.teacher.cli import generate_main
 

@@ -144,7 +144,7 @@ def test_sigkill_of_the_ray_data_driver_leaves_its_parts_and_a_resume_pays_nothi
     import sys
     import time
 
-    from distill_ray.problems.builtin import make_problems
+    from distill_ray.builtin_problems import make_problems
     from distill_ray.teacher.cache import ResponseCache, namespace
 
     problems = make_problems("math", "train", 60, seed=9)

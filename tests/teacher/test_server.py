@@ -9,7 +9,7 @@ import time
 import httpx2
 import pytest
 
-from distill_ray.problems.builtin import make_problems, simulated_response
+from distill_ray.builtin_problems import make_problems, simulated_response
 from distill_ray.teacher.server import billing_key, content_key, start_teacher_server
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill_ray.problems.builtin import make_problems, simulated_response
+from distill_ray.builtin_problems import make_problems, simulated_response
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,14 @@ import sys
 import pytest
 
 from distill_ray.config import LoraConfig, StudentConfig, TrainingConfig, load_sweep
-from distill_ray.train.memory import UnknownShapeError, estimate_train_memory, format_memory_rows
+from distill_ray.train.memory import (
+    UnknownShapeError,
+    estimate_train_memory,
+    format_memory_rows,
+    largest_row_tokens,
+    model_shape,
+    parameter_counts,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -80,3 +87,34 @@ def test_seed_fits_its_node_types_and_a_long_override_does_not():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(UnknownShapeError, match="some/model: no known shape"):
         estimate_train_memory(StudentConfig(model="some/model"), TrainingConfig())
+
+
+def test_the_largest_row_is_what_the_data_path_builds():
+    """An example longer than the token budget is packed alone (train.data.group_examples), so the largest row holds
+    max_length tokens; the real grouping of one such example and a few short ones shows it."""
+    from distill_ray.train.data import EncodedExample, group_examples
+
+    budget = TrainingConfig(micro_batch=16, micro_batch_tokens=1024, max_length=4096)
+    assert largest_row_tokens(budget) == 4096
+    long = EncodedExample("long", tuple(range(4096)), tuple(range(4096)), 0)
+    short = [EncodedExample(str(i), tuple(range(100)), tuple(range(100)), 0) for i in range(5)]
+    groups = group_examples([long, *short], budget.micro_batch, budget.micro_batch_tokens)
+    assert max(sum(len(e.input_ids) for e in g) for g in groups) == largest_row_tokens(budget)
+    assert largest_row_tokens(budget.model_copy(update={"max_length": 512})) == 1024
+    assert largest_row_tokens(budget.model_copy(update={"micro_batch_tokens": None})) == 16 * 4096
+    assert largest_row_tokens(budget.model_copy(update={"packing": False})) == 16 * 4096
+    # the issue's case: seed.yaml with max_length 65,536 plans activations for a 65,536-token row, not 16,384
+    sweep = load_sweep(os.path.join(ROOT, "sweeps", "seed.yaml"), ["training.max_length=65536"])
+    est = estimate_train_memory(sweep.students["llama-3.1-8b"], sweep.training)
+    assert est["tokens_per_micro_batch"] == 65536
+
+
+def test_mixtral_style_configs_count_their_experts(tmp_path):
+    """Mixtral-style configs name the experts num_local_experts and give the expert width as intermediate_size."""
+    config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "vocab_size": 1000, "num_local_experts": 8, "num_experts_per_tok": 2}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    shape = model_shape(str(tmp_path))
+    assert (shape["experts"], shape["experts_per_token"], shape["expert_intermediate"]) == (8, 2, 128)
+    base, _, _ = parameter_counts(shape, LoraConfig(r=8, alpha=16))
+    assert base > 2 * 8 * 3 * 64 * 128  # every expert of both layers counted

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from distill_ray.verify.mbppplus import ground_truth, load_mbppplus, sanitize, score_mbppplus
+from distill_ray.verify.mbppplus import ground_truth, read_mbppplus_tasks, sanitize, score_mbppplus
 from distill_ray.verify.score_cli import score_main
 
 TASKS = [
@@ -94,7 +94,7 @@ def _evalplus_statuses(tasks, samples):
 
 def test_parity_with_evalplus_on_honest_and_wrong(dataset, pool, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RAY_CACHE", str(tmp_path))
-    tasks = load_mbppplus(dataset)
+    tasks = read_mbppplus_tasks(dataset)
     samples = _samples()
     truth = ground_truth(tasks, pool, None, use_cache=False)
     ours = score_mbppplus(samples, tasks, pool, truth)["eval"]
@@ -111,7 +111,7 @@ def test_parity_with_evalplus_on_honest_and_wrong(dataset, pool, tmp_path, monke
 
 
 def test_exploits_fail_here(dataset, pool):
-    tasks = load_mbppplus(dataset)
+    tasks = read_mbppplus_tasks(dataset)
     samples = [{"task_id": tid, "solution": code} for tid, code in EXPLOITS.items()]
     truth = ground_truth({t: tasks[t] for t in EXPLOITS}, pool, None, use_cache=False)
     result = score_mbppplus(samples, tasks, pool, truth)["eval"]
@@ -121,7 +121,7 @@ def test_exploits_fail_here(dataset, pool):
 
 def test_poisoned_cache_cannot_be_written_by_a_program(dataset, pool, tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILL_RAY_CACHE", str(tmp_path))
-    tasks = load_mbppplus(dataset)
+    tasks = read_mbppplus_tasks(dataset)
     ground_truth(tasks, pool, "f" * 64)
     cache = [os.path.join(tmp_path, n) for n in os.listdir(tmp_path)]
     before = [open(p, "rb").read() for p in cache]
@@ -166,7 +166,7 @@ REAL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "benc
 def test_real_dataset_loads_with_evalplus_input_types():
     from evalplus.data.mbpp import mbpp_deserialize_inputs
 
-    tasks = load_mbppplus(REAL)
+    tasks = read_mbppplus_tasks(REAL)
     assert len(tasks) == 378
     with gzip.open(REAL, "rt") as f:
         raw = {row["task_id"]: row for row in map(json.loads, f)}

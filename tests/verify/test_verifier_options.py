@@ -10,7 +10,7 @@ import os
 import pytest
 
 from distill_ray.config import ConfigError, load_sweep
-from distill_ray.problems.benchmarks import load_mbppplus_evalplus
+from distill_ray.problems.public_sets import load_mbppplus_evalplus
 from distill_ray.problems.sources import ProblemSourceError
 from distill_ray.verify import verify_rows
 

@@ -1,8 +1,13 @@
-"""The verify stage: judge trace rows (math and code) with retries, locally or as a Ray Data stage.
+"""Judge trace rows (math and code) with retries, locally or as a Ray Data stage (the verify stage's library).
 
     from distill_ray.verify import verify_rows, verify_dataset
     rows = verify_rows(rows)                      # in-process; starts a grader pool and a sandbox pool lazily
     ds = verify_dataset(ds, concurrency=4)        # Ray Data: one VerifyBatch actor per slot, each with its own pools
+    rows = judge_rows(rows, allow_network_risk=False)   # either of the two, by size and whether Ray is attached
+
+Below RAY_DATA_VERIFY_MIN_ROWS rows (or without Ray) `judge_rows` judges in this process (`verify_rows`); above it,
+and with Ray initialised, across the cluster as a Ray Data stage (`verify_dataset`, one actor per live node), in the
+same order.
 
 Each row needs "domain", "text" (the full response), "answer" (math gold) and "tests" (code test JSON); the result
 rows carry "verdict", "reason" and "extracted" (records.VerifiedTrace). An "error" verdict (infrastructure trouble)
@@ -10,7 +15,7 @@ is retried up to max_retries times and is never turned into "fail". Rows whose g
 get an error verdict with reason "generation_failed" without being retried.
 
 Not guaranteed: ordering of work inside a batch (results are returned in input order), or any speed-up beyond the
-pools' sizes.
+pools' sizes; that a Ray Data run is faster for small inputs (starting actors costs seconds, hence the threshold).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from distill_ray.verify.code import check_code
 from distill_ray.verify.math_grader import MathGrader, shared_grader
 from distill_ray.verify.sandbox import SandboxLimits, SandboxPool, shared_pool
 from distill_ray.verify.verdict import Verdict, errored
+
+# Below this many traces, judging in the driver beats starting Ray Data actors.
+RAY_DATA_VERIFY_MIN_ROWS = 5000
 
 
 def _judge_row(row: dict[str, Any], grader: MathGrader | None, pool: SandboxPool | None,
@@ -114,3 +122,18 @@ def verify_dataset(
         compute=ActorPoolStrategy(size=concurrency),
         num_cpus=workers,
     )
+
+
+def judge_rows(rows: list[dict[str, Any]], *, allow_network_risk: bool,
+               strict_boxes: bool = False) -> list[dict[str, Any]]:
+    """Judge rows here, or across the cluster with Ray Data when there are many and a cluster is attached; each row
+    needs "problem_id" and "sample_index" besides verify_rows's fields. Input order either way."""
+    import ray
+
+    if ray.is_initialized() and len(rows) >= RAY_DATA_VERIFY_MIN_ROWS:
+        nodes = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+        ds = verify_dataset(ray.data.from_items(rows), concurrency=nodes, allow_network_risk=allow_network_risk,
+                            strict_boxes=strict_boxes)
+        order = {(r["problem_id"], r["sample_index"]): i for i, r in enumerate(rows)}
+        return sorted(ds.take_all(), key=lambda r: order[(r["problem_id"], r["sample_index"])])
+    return verify_rows(rows, pool=shared_pool(allow_network_risk), strict_boxes=strict_boxes)

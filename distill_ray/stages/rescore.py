@@ -14,7 +14,7 @@ then are the files replaced (`os.replace`, one by one). An interruption before t
 full disk) leaves every old file intact and removes the temporary ones; the replacement phase renames prepared files
 only, and running rescore again completes it (rescoring is idempotent).
 
-Bad input raises `RescoreInputError` (the CLI exits 2) naming the file, the line and the field, before anything is
+Bad input raises `files.InputError` (the CLI exits 2) naming the file, the line and the field, before anything is
 written: a responses row without `benchmark`, `problem_id` or `response`, an item missing from its benchmark file, a
 missing benchmark file.
 
@@ -23,18 +23,15 @@ Not guaranteed: timing-dependent verdicts (an MBPP+ per-input time limit) are re
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any
 
+from distill_ray import experiment as ex
+from distill_ray.files import InputError
 from distill_ray.records import BenchmarkScore, EvalItem
 
 REQUIRED_FIELDS = ("benchmark", "problem_id", "response")
-
-
-class RescoreInputError(ValueError):
-    """A stored file that cannot be rescored; the message names the file, the line and the field."""
 
 
 def score_columns(scores: list[BenchmarkScore]) -> dict[str, Any]:
@@ -47,35 +44,6 @@ def score_columns(scores: list[BenchmarkScore]) -> dict[str, Any]:
     return row
 
 
-def _read_jsonl(path: str, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RescoreInputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise RescoreInputError(f"{path}:{lineno}: a row must be a JSON object")
-                for name in required:
-                    if name not in row:
-                        raise RescoreInputError(f"{path}:{lineno}: missing field {name!r}")
-                rows.append(row)
-    except OSError as exc:
-        raise RescoreInputError(f"{path}: cannot read ({exc.strerror})") from None
-    return rows
-
-
-def evaluation_dirs(exp_dir: str) -> list[str]:
-    """Every stored evaluation of the experiment: the base models', then each trial's checkpoints."""
-    found = sorted(glob.glob(os.path.join(exp_dir, "base", "*", "responses.jsonl")))
-    found += sorted(glob.glob(os.path.join(exp_dir, "trials", "*", "eval", "step-*", "responses.jsonl")))
-    return [os.path.dirname(p) for p in found]
-
-
 def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_report: bool = True) -> dict[str, Any]:
     """Re-judge and rewrite an experiment's scores (see the module docstring); returns a summary."""
     from distill_ray.evaluate import eval_item, score_responses, summarise
@@ -83,18 +51,17 @@ def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_
 
     exp_dir = os.path.abspath(exp_dir)
     if not os.path.isdir(exp_dir):
-        raise RescoreInputError(f"{exp_dir}: no such experiment directory")
-    dirs = evaluation_dirs(exp_dir)
+        raise InputError(exp_dir, "no such experiment directory")
+    dirs = ex.evaluation_dirs(exp_dir)
     stored: dict[str, list[dict[str, Any]]] = {}
     old_scores: dict[str, list[dict[str, Any]]] = {}
     for folder in dirs:
-        stored[folder] = _read_jsonl(os.path.join(folder, "responses.jsonl"), REQUIRED_FIELDS)
-        scores_path = os.path.join(folder, "scores.json")
+        stored[folder] = ex.read_jsonl(ex.responses_file(folder), REQUIRED_FIELDS)
+        scores_path = ex.scores_file(folder)
         try:
-            with open(scores_path, encoding="utf-8") as handle:
-                old_scores[folder] = json.load(handle)
-        except (OSError, ValueError) as exc:
-            raise RescoreInputError(f"{scores_path}: cannot read scores ({exc})") from None
+            old_scores[folder] = ex.read_json(scores_path)
+        except OSError as exc:
+            raise InputError(scores_path, f"cannot read scores ({exc})") from None
 
     # every response of a benchmark, across all evaluations, judged in one call (MBPP+ ground truth computed once)
     problems: dict[str, dict[str, dict[str, Any]]] = {}
@@ -103,15 +70,15 @@ def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_
         for lineno, row in enumerate(rows, 1):
             name = row["benchmark"]
             if name not in problems:
-                path = os.path.join(exp_dir, "benchmarks", f"{name}.jsonl")
+                path = ex.benchmark_file(exp_dir, name)
                 if not os.path.exists(path):
-                    raise RescoreInputError(f"{os.path.join(folder, 'responses.jsonl')}:{lineno}: field 'benchmark': "
-                                            f"{name!r} has no stored items ({path} is missing)")
-                problems[name] = {p["id"]: p for p in _read_jsonl(path, ("id", "domain", "prompt", "answer",
-                                                                          "tests"))}
+                    raise InputError(ex.responses_file(folder), f"{name!r} has no stored items ({path} is missing)",
+                                     lineno, "benchmark")
+                problems[name] = {p["id"]: p for p in ex.read_jsonl(path, ("id", "domain", "prompt", "answer",
+                                                                            "tests"))}
             if row["problem_id"] not in problems[name]:
-                raise RescoreInputError(f"{os.path.join(folder, 'responses.jsonl')}:{lineno}: field 'problem_id': "
-                                        f"{row['problem_id']!r} is not an item of {name}")
+                raise InputError(ex.responses_file(folder), f"{row['problem_id']!r} is not an item of {name}",
+                                 lineno, "problem_id")
             jobs.setdefault(name, []).append((folder, lineno - 1))
     judged: dict[tuple[str, int], dict[str, Any]] = {}
     for name, where in jobs.items():
@@ -135,19 +102,20 @@ def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_
             items = [r for r in new_rows if r["benchmark"] == old["benchmark"]]
             scores.append(summarise(old["benchmark"], items, step=old["step"], samples=old["samples"]))
         new_scores[folder] = scores
-        outputs[os.path.join(folder, "responses.jsonl")] = "".join(json.dumps(r) + "\n" for r in new_rows)
-        outputs[os.path.join(folder, "scores.json")] = json.dumps(scores, indent=1)
-    for results in sorted(glob.glob(os.path.join(exp_dir, "trials", "*", "results.jsonl"))):
-        trial = os.path.dirname(results)
-        rows = _read_jsonl(results, ("step",))
-        for lineno, row in enumerate(rows, 1):
-            folder = os.path.join(trial, "eval", f"step-{int(row['step']):06d}")
+        outputs[ex.responses_file(folder)] = "".join(json.dumps(r) + "\n" for r in new_rows)
+        outputs[ex.scores_file(folder)] = json.dumps(scores, indent=1)
+    for results in ex.results_files(exp_dir):
+        trial = ex.trial_of_results(results)
+        rows = []
+        for lineno, row in ex.iter_jsonl(results, ("step",)):
+            folder = ex.eval_dir_of_trial_folder(trial, int(row["step"]))
             if folder not in new_scores:
-                raise RescoreInputError(f"{results}:{lineno}: field 'step': no stored evaluation at {folder}")
+                raise InputError(results, f"no stored evaluation at {folder}", lineno, "step")
+            rows.append(row)
             row.update(score_columns(new_scores[folder]))
         outputs[results] = "".join(json.dumps(r) + "\n" for r in rows)
 
-    replace_all(outputs)
+    ex.write_texts(outputs)
     summary: dict[str, Any] = {"experiment_dir": exp_dir, "evaluations": len(dirs),
                                "responses": sum(len(r) for r in stored.values()), "changed_verdicts": changed}
     if write_report:
@@ -155,29 +123,3 @@ def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_
 
         summary["report"] = report(exp_dir)
     return summary
-
-
-def _write_temp(path: str, text: str) -> str:
-    tmp = f"{path}.rescore-{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return tmp
-
-
-def replace_all(outputs: dict[str, str]) -> None:
-    """Write every file to a temporary sibling, and only when all are written, rename them over their targets."""
-    temps: dict[str, str] = {}
-    try:
-        for path, text in outputs.items():
-            temps[path] = _write_temp(path, text)
-    except BaseException:
-        for tmp in temps.values():
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        raise
-    for path, tmp in temps.items():
-        os.replace(tmp, path)

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from distill_ray.verify import Verdict, trace_statistics, verify_rows, wilson_interval
-from distill_ray.verify import stage as stage_module
+from distill_ray.verify import batch as batch_module
 from distill_ray.verify.score_cli import score_main
 
 CODE_SPEC = json.dumps({"format": "call", "entry_point": "f", "inputs": [[3], [5]], "outputs": [6, 10], "atol": 0})
@@ -43,7 +43,7 @@ def test_errors_are_retried_and_never_become_fail(monkeypatch):
             return Verdict("error", "sandbox_error")
         return Verdict("error", "sandbox_error") if calls["n"] < 3 else Verdict("pass", "correct")
 
-    monkeypatch.setattr(stage_module, "_judge_row", flaky)
+    monkeypatch.setattr(batch_module, "_judge_row", flaky)
     out = verify_rows([_row("code", "flaky")], max_retries=2, concurrency=1)
     assert (out[0]["verdict"], calls["n"]) == ("pass", 3)
     calls["n"] = 0
