@@ -104,6 +104,8 @@ class TeacherConfig(Strict):
     max_tokens_per_minute: float | None = Field(None, gt=0)
     request_timeout_s: float = Field(600.0, gt=0)
     max_retries: int = Field(6, ge=0, le=50)
+    # a billed 200 with finish_reason stop and no content is asked again this many times before it is permanent
+    empty_retries: int = Field(2, ge=0, le=10)
     retry_base_delay_s: float = Field(0.5, ge=0.0)  # exponential backoff with full jitter, from this base ...
     retry_max_delay_s: float = Field(30.0, ge=0.0)  # ... up to this cap (a 429's Retry-After overrides both)
     max_cost_usd: float | None = Field(None, ge=0)

@@ -112,6 +112,7 @@ class BatchRunner:
         self.totals: Counter = Counter()
         self.errors: Counter = Counter()
         self.counts: Counter = Counter()  # batches: submitted, completed, failed, expired
+        self.empty_tries: Counter = Counter()  # per request key: empty answers asked again (online: `empty_retries`)
         self.outcome: dict[str, dict | str] = {}  # request key -> record, or the transient reason of its last try
         self._last_progress = 0.0
         self._delays: dict[str, float] = {}  # batch tag -> seconds until its next poll (doubling while it runs)
@@ -267,6 +268,12 @@ class BatchRunner:
         self.totals["prompt_tokens"] += prompt_tokens
         self.totals["completion_tokens"] += completion_tokens
         verdict = classify_choice(choice, self.teacher)
+        if verdict == ("empty_content", True) and self.empty_tries[key] < int(self.teacher.get("empty_retries", 2)):
+            # the online rule: a billed empty answer is asked again (in a later batch) before it becomes permanent
+            self.empty_tries[key] += 1
+            self.errors["empty_retried"] += 1
+            self.outcome[key] = "empty_retried: an empty answer (finish_reason stop, no content)"
+            return [(f"spend:{uuid.uuid4().hex}", {"spend_only": True, "cost_usd": cost, "created": time.time()})]
         if verdict is not None and not verdict[1]:  # billed but not a trace: spent, asked again in a later batch
             self.errors[verdict[0]] += 1
             self.outcome[key] = f"{verdict[0]}: the answer is not a trace"

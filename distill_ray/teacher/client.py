@@ -16,15 +16,19 @@ the cache already holds for them) and returns one `Trace` row per sample. For ev
 A response is a trace only if it is one. OpenRouter's error documentation (openrouter.ai/docs/api/reference/errors-and-
 debugging) says that once a model has started, failures come back as HTTP 200 with an `error` object in the body; so
 a top-level `error`, a choice-level `error`, `finish_reason: "error"`, and `usage: null` with no content are
-*transient* (retried now, and on a re-run when retries run out; never cached). `finish_reason: "content_filter"`, empty
-content with any other finish reason, a 400 (the request is invalid), a 403 whose `error.metadata` names flagged
+*transient* (retried now, and on a re-run when retries run out; never cached). A billed empty answer (empty content,
+finish reason not `length`) is asked again `empty_retries` times (default 2, counted as `empty_retried`, each try's
+cost in the ledger and the cache), apart from `max_retries`; after that it is permanent (`empty_content`).
+`finish_reason: "content_filter"`, a 400 (the request is invalid), a 403 whose `error.metadata` names flagged
 `reasons` (reason `moderation`, reasons kept) and, with `require_reasoning`, an answer without reasoning
 (`no_reasoning`) are *permanent*: the row fails with its reason, the verdict is cached, nothing of it reaches training.
+With `n` > 1 in one request, an empty choice is permanent at once (asking again would re-pay the other choices).
 
-Status codes by meaning (same page): 401 (invalid key) raises `FatalTeacherError` naming where the key came from; 402
-(insufficient credits) without Retry-After stops every client from starting new requests (reason `credits`; the run
-ends with `CreditsExhausted` after storing what was paid), 402 with Retry-After (OpenRouter's in-flight budget) waits
-and retries; 403 without moderation metadata is a refused key (fatal); 503 and 429 wait at least their Retry-After.
+Status codes by meaning (same page): 401 (invalid key) and 403 without moderation metadata (a refused key) stop
+every client from starting new requests (reason `fatal`; the driver raises `FatalTeacherError`, naming where the key
+came from, once the requests already admitted have finished and been stored); 402 (insufficient credits) without
+Retry-After stops them the same way (reason `credits`; the run ends with `CreditsExhausted`), 402 with Retry-After
+(OpenRouter's in-flight budget) waits and retries; 503 and 429 wait at least their Retry-After.
 
 Reasoning is normalised from OpenRouter's `message.reasoning` / `reasoning_details` (text and summary items; encrypted
 items are counted, never put in the text), DeepSeek's `reasoning_content` or an inline `<think>…</think>` (also an
@@ -112,6 +116,7 @@ STOP_REASONS = {
     "budget": "budget: max_cost_usd reached before this request was sent",
     "interrupted": "interrupted: the run was stopped before this request was sent",
     "credits": "credits: the provider reported insufficient credits (HTTP 402) before this request was sent",
+    "fatal": "fatal: the provider refused the key or the request (401/403) before this request was sent",
 }
 def messages_for(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
@@ -228,6 +233,7 @@ class RunLedger:
         self.totals: Counter = Counter()
         self.errors: Counter = Counter()
         self.stopped = ""  # why no new requests may start ("" while they may)
+        self.fatal_message = ""  # with stopped == "fatal": what the provider refused, re-raised once all is stored
         self.started = time.time()
 
     def add(self, delta: dict) -> dict:
@@ -236,18 +242,19 @@ class RunLedger:
         for key, value in delta.get("errors", {}).items():
             self.errors[key] += value
         if delta.get("stop"):
-            self.stop(delta["stop"])
+            self.stop(delta["stop"], delta.get("fatal_message", ""))
         spent = self.already_spent + self.totals["cost_usd"]
         if self.max_cost_usd is not None and spent >= self.max_cost_usd and not self.stopped:
             self.stopped = "budget"
         return {"cost_usd": spent, "stopped": self.stopped}
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, fatal_message: str = "") -> None:
         self.stopped = self.stopped or reason
+        self.fatal_message = self.fatal_message or fatal_message
 
     def snapshot(self) -> dict:
         return {"totals": dict(self.totals), "errors": dict(self.errors), "stopped": self.stopped,
-                "elapsed_s": time.time() - self.started}
+                "fatal_message": self.fatal_message, "elapsed_s": time.time() - self.started}
 
 
 async def _call(target: Any, method: str, *args: Any) -> Any:
@@ -281,6 +288,7 @@ class TeacherClient:
         self._spent_view = float(teacher.get("spent_before_usd") or 0.0)
         self._stopped = ""
         self._stop_to_send = ""
+        self._fatal_message = ""
         self._flusher: asyncio.Task | None = None
         self._avg_completion = float(min(teacher["sampling"]["max_tokens"], 1024))
         self._rng = random.Random()
@@ -342,9 +350,10 @@ class TeacherClient:
         self._delta_totals, self._delta_errors = Counter(), Counter()
         self._unflushed_cost = 0.0
         stop, self._stop_to_send = self._stop_to_send, ""
-        view = await _call(self.ledger, "add", {"totals": dict(totals), "errors": dict(errors), "stop": stop})
+        view = await _call(self.ledger, "add", {"totals": dict(totals), "errors": dict(errors), "stop": stop,
+                                                "fatal_message": self._fatal_message})
         self._spent_view = view["cost_usd"]
-        self._stopped = view["stopped"]
+        self._stopped = view["stopped"] or self._stopped  # a stop set while the flush was awaited stays
 
     async def _flush_loop(self) -> None:
         while True:
@@ -429,7 +438,7 @@ class TeacherClient:
     async def _request(self, messages: list, indices: list[int], max_tokens: int) -> list[dict | str]:
         """Send until answered or out of attempts; one cache record (durably written) or transient reason per index."""
         assert self._window is not None and self._writer is not None
-        attempts = 0
+        attempts = empties = 0
         max_attempts = int(self.teacher["max_retries"]) + 1
         while True:
             attempts += 1
@@ -447,12 +456,19 @@ class TeacherClient:
                     if verdict is not None and not verdict[1]:
                         await self._spend_only(body)  # whatever a non-answer was billed still counts
                         raise _Retryable(verdict[0], f"the answer is not a trace ({verdict[0]})")
+                    if verdict == ("empty_content", True) and empties < int(self.teacher.get("empty_retries", 2)):
+                        # a billed empty answer is usually followed by a real one: ask again, within its own bound
+                        empties += 1
+                        await self._spend_only(body)
+                        raise _Retryable("empty_retried", "an empty answer (finish_reason stop, no content)")
             except _Retryable as exc:
                 self._delta_errors[exc.kind] += 1
                 if exc.kind == "429":
                     self._window.on_throttle()
                     if self.limiter is not None:
                         asyncio.ensure_future(_call(self.limiter, "throttled", exc.retry_after))
+                if exc.kind == "empty_retried":
+                    max_attempts += 1  # bounded by empty_retries, not by the transport's max_retries
                 if attempts >= max_attempts:
                     raise _GaveUp(exc.kind, f"{exc} (gave up after {attempts} attempts)") from None
                 delay = self._backoff(attempts)
@@ -583,6 +599,15 @@ class TeacherClient:
             except _GaveUp as exc:
                 for i in group:
                     out[i] = f"{exc.kind}: {exc}"
+                return
+            except FatalTeacherError as exc:
+                # a refused key stops new requests like a 402 does; the requests already admitted finish and are
+                # stored, and the driver raises this once the output is written
+                self._delta_errors["fatal"] += 1
+                self._fatal_message = self._fatal_message or str(exc)
+                self._stopped = self._stop_to_send = "fatal"
+                for i in group:
+                    out[i] = f"fatal: {exc}"
                 return
             for i, record in zip(group, records, strict=True):
                 out[i] = record if record is not None else "fewer_choices: provider returned fewer choices than n"

@@ -11,21 +11,36 @@ Several batches (tasks) run at once per actor (`max_tasks_in_flight_per_actor`),
 flight, so an actor holds up to `concurrency / actors` requests at a time (its client's window). A batch that starts
 after the ledger stopped the run (budget, credits, interruption) writes its rows as not sent, without a request.
 
-Not guaranteed: an actor that dies ends the run with Ray Data's error (no actor restart, no batch retry: a retried
-batch would pay again for answers already cached); its paid answers are in the cache and the other batches' parts on
-disk, so the next run pays only for the rest. A FatalTeacherError in a batch likewise stops the pipeline (re-raised
-as FatalTeacherError in the driver). A FatalTeacherError or an actor death mid-run is not exercised by the tests.
+Before a batch sends anything, its actor refreshes the cache's index (`CacheIndex`, shared by every process) and
+fills in every sample the cache now holds, so a batch that Ray Data retries after its actor died (its default: the
+actor restarts, its tasks are retried; no deprecated `map_batches` remote arguments are passed) pays only for what
+the dead actor had not stored. A refused key (401/403) stops the ledger like a 402: batches already running finish
+and are stored, later ones write their rows as not sent, and the driver raises once the pipeline has ended.
+
+Not guaranteed: an answer the dead actor was paid for but had not fsync'ed is paid again; an actor death mid-run is
+not exercised by the tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-from distill_ray.teacher.client import STOP_REASONS, FatalTeacherError, RunLedger, TeacherClient, build_row
+from distill_ray.teacher.cache import CacheIndex, request_key
+from distill_ray.teacher.client import (
+    STOP_REASONS,
+    FatalTeacherError,
+    RunLedger,
+    TeacherClient,
+    build_row,
+    messages_for,
+    sampling_for,
+)
 from distill_ray.teacher.parts import write_part
 
 
@@ -36,6 +51,8 @@ class TeacherUDF:
                  limiter_chunk: int, output_dir: str):
         self.teacher, self.ledger, self.output_dir = teacher, ledger, output_dir
         self.client = TeacherClient(teacher, concurrency, cache_dir, ns, limiter, ledger, limiter_chunk)
+        self.index = CacheIndex(os.path.join(cache_dir, ns))
+        self.index_lock = asyncio.Lock()
         self.ready = False
 
     async def __call__(self, batch: dict) -> Any:
@@ -43,6 +60,10 @@ class TeacherUDF:
             await self.client.ready()
             self.ready = True
         items = [json.loads(s) for s in batch["item"]]
+        async with self.index_lock:
+            # a batch retried after its actor died (Ray Data restarts actors and retries their tasks) finds what the
+            # dead actor stored in the cache: those answers are filled in, never sent again
+            await asyncio.to_thread(fill_from_cache, self.index, self.teacher, items)
         stopped = (await self.ledger.snapshot.remote())["stopped"]
         if stopped:
             message = STOP_REASONS.get(stopped, f"{stopped}: not sent")
@@ -52,6 +73,27 @@ class TeacherUDF:
         await self.client._flush_stats()  # the ledger is current whenever a part is on disk
         write_part(self.output_dir, rows)
         yield {"rows": [len(rows)], "from_cache": [sum(1 for r in rows if r.get("from_cache"))]}
+
+
+def fill_from_cache(index: CacheIndex, teacher: dict, items: list[dict]) -> int:
+    """Give every unsent sample of `items` its stored answer where the cache now has one; returns how many."""
+    index.refresh()
+    max_tokens = int(teacher["sampling"]["max_tokens"])
+    bigger = int(teacher["retry_max_tokens_cap"])
+    retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
+    filled = 0
+    for item in items:
+        messages = messages_for(item["problem"]["prompt"])
+        for sample in item["samples"]:
+            if sample.get("base") is None:
+                sample["base"] = index.get(request_key(teacher["cache_url"], teacher["model"], messages,
+                                                       sampling_for(teacher, max_tokens), sample["index"]))
+                filled += sample["base"] is not None
+            base = sample.get("base")
+            if retry and base is not None and base["finish_reason"] == "length" and sample.get("retry") is None:
+                sample["retry"] = index.get(request_key(teacher["cache_url"], teacher["model"], messages,
+                                                        sampling_for(teacher, bigger), sample["index"]))
+    return filled
 
 
 def _fatal_cause(exc: BaseException) -> FatalTeacherError | None:
@@ -94,19 +136,17 @@ def run_dataflow(teacher: dict, items: list[dict], output_dir: str, cache_dir: s
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    # max_restarts=0 (and so no task retries): a retried batch would send again what the dead actor had already
-    # stored in the cache, since a batch carries the cache view of the driver's start
-    remote_args: dict[str, Any] = {"max_concurrency": max(64, 2 * tasks_per_actor + 8), "max_restarts": 0}
-    if env_vars:
-        remote_args["runtime_env"] = {"env_vars": env_vars}
+    # Ray Data's defaults restart a dead actor and retry its tasks; a retried batch is safe because the UDF fills
+    # from the cache (refreshed first) every answer the dead actor had stored
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=blocks)
     ds = ds.map_batches(
         TeacherUDF, batch_size=batch_items, num_cpus=0, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=n_actors, max_tasks_in_flight_per_actor=tasks_per_actor),
+        compute=ray.data.ActorPoolStrategy(size=n_actors, max_tasks_in_flight_per_actor=tasks_per_actor,
+                                           max_concurrent_calls_per_actor=max(64, 2 * tasks_per_actor + 8)),
         fn_constructor_kwargs={"teacher": teacher, "concurrency": per_actor, "cache_dir": cache_dir, "ns": ns,
                                "limiter": limiter, "ledger": ledger, "limiter_chunk": chunk_slots,
                                "output_dir": output_dir},
-        **remote_args)
+        runtime_env={"env_vars": env_vars} if env_vars else None)
     rows = from_cache = 0
     stopped = ""
     try:

@@ -12,12 +12,15 @@ client runs in-process on an event loop. Every billed response is in the cache (
 killing the process at any moment and running again pays for nothing twice. Every Parquet file is written atomically
 (rows of every attempted sample, failed ones with their reason; re-running retries the transient ones).
 
-Before the bulk: the key is checked (`preflight.key_info` on OpenRouter, `key_check` elsewhere) and the first work
-item is sent alone as a probe (`preflight.check_probe`); an invalid request or a missing required reasoning stops the
-run there. Money: `max_cost_usd` is per teacher (its cache namespace) across domains and resumes: what the cache
+Before the bulk: the key is checked (`preflight.key_info` on OpenRouter; elsewhere the probe is the key check) and the
+first work item is sent alone as a probe (`preflight.check_probe`), its answer stored like every other; a refused key,
+an invalid request or a missing required reasoning stops the run there. No paid request is sent whose answer is not
+stored. Money: `max_cost_usd` is per teacher (its cache namespace) across domains and resumes: what the cache
 records as paid (answers, verdicts, and billed non-answers) is spent before this run starts. On OpenRouter the key's
-`usage` is read at start and end and reported beside the ledger. A 402 without Retry-After ends the run with
-`CreditsExhausted` after the output is written. The summary counts every failure reason (`failure_reasons`) and says
+`usage` is read at start and end and reported beside the ledger. A stop (402 without Retry-After, a 401/403 refusal,
+Ctrl-C) starts no new request but waits for the ones already admitted (each bounded by the request timeout) and stores
+their answers; then a 402 ends the run with `CreditsExhausted` and a refusal with `FatalTeacherError`, after the output
+is written. The summary counts every failure reason (`failure_reasons`) and says
 whether the stage is `complete` (every row ok or a permanent failure).
 
 With `teacher.mode == "batch"` the requests go through the provider's batch endpoint instead (`batch.py`: sized batches,
@@ -36,8 +39,9 @@ rewrite every row, remove old parts after their write.
 
 Not guaranteed: two generators that send the same *new* request at the same moment both pay; run one generator per
 (teacher, problem set) (the sweep shares traces between trials for that reason). The in-process and actor paths hold
-the whole output in memory until the final write; every path loads the cache's records into the driver at start
-(a resume of a large run holds those texts once).
+the whole output in memory until the final write. The driver reads the cache through its SQLite index (`CacheIndex`):
+a resume holds no stored record, reads each hit from its segment and, on the Ray Data path, writes the hits the output
+lacks as parts 250 rows at a time.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ from distill_ray.teacher.parts import (
     write_part,
     write_table,
 )
-from distill_ray.teacher.preflight import check_probe, key_check, key_info
+from distill_ray.teacher.preflight import check_probe, key_info
 from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
 
 __all__ = ["OUTPUT_FILE", "TRACE_COLUMNS", "generate_traces", "plan_generation", "paid_in_cache"]
@@ -146,9 +150,19 @@ def _write_output(folder: str, rows: list[dict]) -> None:
     remove_parts(folder)  # their rows are all in the file now (they were read as kept rows)
 
 
-def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict) -> tuple[list[dict], list[dict]]:
-    """(rows already complete, work items for the clients)."""
-    done_rows, items = [], []
+_SINK_ROWS = 250  # rows per part file written from cache hits during a streaming resume (~30 MB of 60 KB traces)
+
+
+def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
+                sink: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], list[dict], int]:
+    """(rows already complete, work items for the clients, how many rows were complete).
+
+    `cache` answers `get(key)` (a `CacheIndex`, which reads one record per hit, or a dict). With `sink`, complete rows
+    go to it in chunks as they are found and are not returned, so the caller never holds more than a chunk of texts.
+    """
+    done_rows: list[dict] = []
+    items: list[dict] = []
+    n_done = 0
     max_tokens = int(teacher["sampling"]["max_tokens"])
     bigger = int(teacher["retry_max_tokens_cap"])
     retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
@@ -176,7 +190,16 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: dict)
         if samples:
             items.append({"problem": {"id": problem["id"], "domain": problem.get("domain", ""),
                                       "prompt": problem["prompt"]}, "samples": samples})
-    return done_rows, items
+        if sink is not None and len(done_rows) >= _SINK_ROWS:
+            n_done += len(done_rows)
+            sink(done_rows)
+            done_rows = []
+    if sink is not None:
+        n_done += len(done_rows)
+        if done_rows:
+            sink(done_rows)
+        return [], items, n_done
+    return done_rows, items, len(done_rows)
 
 
 def paid_in_cache(cache: dict[str, dict]) -> float:
@@ -422,12 +445,20 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     kept = _read_output(output_dir, spec["model"], light=streaming)
     # batches an earlier run submitted are settled first: their requests are never sent again (batch.py)
     settled = 0 if dry_run else settle_batches(spec, cache_dir, ns, progress_stream or sys.stderr)
-    cache = ResponseCache(cache_dir, ns).load()
-    spent_before = paid_in_cache(cache)
+    cache = ResponseCache(cache_dir, ns).index()  # no record is held: each hit is read from its segment when used
+    spent_before = cache.paid_usd()
     spec["spent_before_usd"] = spent_before
-    done_rows, items = _work_items(problems, spec, kept, cache)
-    del cache  # the records needed are in done_rows and items now
-    plan = plan_generation(problems, teacher, skip=len(done_rows))
+
+    def to_parts(rows: list[dict]) -> None:  # streaming: cache hits the output lacks become parts now, a chunk a time
+        fresh = [r for r in rows if not r.get("_kept")]
+        if fresh:
+            write_part(output_dir, fresh)
+
+    try:
+        done_rows, items, n_done = _work_items(problems, spec, kept, cache, to_parts if streaming else None)
+    finally:
+        cache.close()
+    plan = plan_generation(problems, teacher, skip=n_done)
     plan["spent_before_usd"] = round(spent_before, 6)
     plan["mode"] = teacher.mode
     plan["est_cost_usd_batch"] = round(plan["est_cost_usd"] * teacher.batch.price_factor, 6)
@@ -437,7 +468,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     if on_plan is not None:
         on_plan(plan)
     base_summary = {
-        "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": len(done_rows), "failed": 0,
+        "teacher": teacher_name, "requests": 0, "paid": 0, "from_cache": n_done, "failed": 0,
         "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "stopped_by_budget": False,
         "errors_by_kind": {}, "wall_s": 0.0, "rows": plan["rows"], "ok": 0, "truncated": 0,
         "output": output_dir if streaming else out_path,
@@ -467,25 +498,23 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     snapshots: list[dict] = []
     if items:
         resolve_api_key(spec)  # a missing key stops here, before any request
+        # where there is no key endpoint, the probe below (or the bulk's first request) is the key check: its answer
+        # is stored like any other, so checking the key costs nothing that is not kept
         key_start = key_info(spec)
-        if key_start is None:
-            cost = key_check(spec)
-            if cost:
-                ResponseCache(cache_dir, ns).writer().put_sync(f"spend:key-check-{time.time_ns()}", {
-                    "spend_only": True, "cost_usd": cost, "created": time.time()})
-                spec["spent_before_usd"] = spent_before = spent_before + cost
         if probe and len(items) > 1:
             # one real request first: an invalid request or a missing reasoning stops here, not after 40K rows
             silent = _Progress(teacher_name, 0, 0, 0.0, stream)
             probe_rows, probe_snapshot = _run_local(spec, items[:1], cache_dir, ns, silent, stop_event, limiter)
             snapshots.append(probe_snapshot)
+            if probe_snapshot.get("stopped") == "fatal":
+                raise FatalTeacherError(probe_snapshot["fatal_message"])
             base_summary["probe"] = check_probe(spec, probe_rows)
             items = items[1:]
             if probe_snapshot.get("stopped") == "credits":
                 items, probe_rows = [], probe_rows + _stopped_rows(spec, items, "credits")
             spec["spent_before_usd"] = spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0))
     n_pending = sum(len(it["samples"]) for it in items)
-    progress = _Progress(teacher_name, len(done_rows) + len(probe_rows) + n_pending, len(done_rows) + len(probe_rows),
+    progress = _Progress(teacher_name, n_done + len(probe_rows) + n_pending, n_done + len(probe_rows),
                          progress_interval_s, stream, progress_file,
                          {"spent_before_usd": spent_before, "max_cost_usd": teacher.max_cost_usd})
     new_rows: list[dict] = []
@@ -493,12 +522,10 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     if streaming:
         from distill_ray.teacher.dataflow import run_dataflow
 
-        # rows the output does not hold yet (cache hits, the probe) go to parts first; kept rows stay where they are
-        fresh = [r for r in done_rows + probe_rows if not r.get("_kept")]
-        for start in range(0, len(fresh), 1000):
-            write_part(output_dir, fresh[start:start + 1000])
-        from_cache = len(done_rows) + sum(1 for r in probe_rows if r.get("from_cache"))
-        del fresh, done_rows, probe_rows
+        # the probe's rows go to a part first (cache hits went while the work was listed); kept rows stay put
+        to_parts(probe_rows)
+        from_cache = n_done + sum(1 for r in probe_rows if r.get("from_cache"))
+        del done_rows, probe_rows
         if items and teacher.mode == "batch":
             n_new, new_cached, snapshot = run_batch_parts(spec, items, output_dir, cache_dir, ns, progress, stop_event)
             from_cache += new_cached
@@ -537,6 +564,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         "stopped_by_budget": snapshot.get("stopped") == "budget" or any(
             r["error"].startswith("budget") for r in rows),
         "errors_by_kind": dict(errors), "wall_s": round(time.monotonic() - started, 3),
+        "empty_retried": int(errors.get("empty_retried", 0)),
         "failure_reasons": dict(Counter(r.get("failure") or failure_reason(r["error"]) for r in failed)),
         "permanent_failures": sum(1 for r in failed if r.get("permanent")),
         "transient_failures": sum(1 for r in failed if not r.get("permanent")),
@@ -554,6 +582,9 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
         summary["key_usage_end_usd"] = end.get("usage") if end else None
         if end is not None and key_start.get("usage") is not None and end.get("usage") is not None:
             summary["key_usage_delta_usd"] = round(float(end["usage"]) - float(key_start["usage"]), 8)
+    if snapshot.get("stopped") == "fatal":
+        raise FatalTeacherError(f"{snapshot['fatal_message']} ({summary['ok']} of {summary['rows']} rows are stored, "
+                                "every answer that arrived after the refusal among them)")
     if snapshot.get("stopped") == "credits":
         raise CreditsExhausted(
             f"teacher {teacher_name!r}: the provider reported insufficient credits (HTTP 402 without Retry-After); "
@@ -573,9 +604,10 @@ def _current_rows(folder: str, problems: list[Problem], samples: int) -> list[di
 def _merge_snapshots(snapshots: list[dict]) -> dict:
     totals: Counter = Counter()
     errors: Counter = Counter()
-    stopped = ""
+    stopped = fatal_message = ""
     for snap in snapshots:
         totals.update(snap.get("totals", {}))
         errors.update(snap.get("errors", {}))
         stopped = stopped or snap.get("stopped", "")
-    return {"totals": dict(totals), "errors": dict(errors), "stopped": stopped}
+        fatal_message = fatal_message or snap.get("fatal_message", "")
+    return {"totals": dict(totals), "errors": dict(errors), "stopped": stopped, "fatal_message": fatal_message}

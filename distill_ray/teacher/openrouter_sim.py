@@ -15,11 +15,13 @@ What it reproduces, each behind its own option (all off by default except the re
   (`null_usage_rate`). None of them is billed;
 - billed answers that are not traces: `finish_reason: "content_filter"` for prompts containing one of
   `content_filter_prompts`, and empty content with `finish_reason: "stop"` for those containing one of
-  `empty_content_prompts`;
+  `empty_content_prompts` (on every answer, or with `empty_content_times: N` only on the first N answers of each
+  (prompt, sample), as a provider's occasional empty completion that the next try answers);
 - 402 "insufficient credits" without Retry-After once `spend_limit_usd` has been billed (raise it with
   `POST /admin/credits {"spend_limit_usd": X}`, as a top-up would); 402 with Retry-After and `error.metadata.
   limit_source: "openrouter_in_flight_budget"` (`in_flight_402_rate`);
 - 403 with `error.metadata.reasons` and `flagged_input` for prompts containing one of `moderation_prompts`;
+- 403 without metadata (a key disabled mid-run) for every completion after the first `key_disabled_after` arrivals;
 - 503 with Retry-After (`retry_after_503_rate`, `retry_after_s`);
 - `GET /v1/key`: `{"data": {"usage", "limit", "limit_remaining", ...}}` in dollars, usage = what was billed.
 
@@ -49,8 +51,10 @@ class OpenRouterProfile:
     moderation_prompts: list[str] = field(default_factory=list)
     content_filter_prompts: list[str] = field(default_factory=list)
     empty_content_prompts: list[str] = field(default_factory=list)
+    empty_content_times: int = 0  # 0: always empty; N: empty on the first N answers of a (prompt, sample)
     encrypted_reasoning: bool = False
     first_attempt_only: bool = False
+    key_disabled_after: int | None = None
     seed: int = 0
     batches: dict = field(default_factory=dict)  # options of the batch endpoints (batch_sim.BatchOptions)
 
@@ -68,6 +72,8 @@ class OpenRouterProfile:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self.seen: set[str] = set()
+        self.empty_answers: dict[str, int] = {}
+        self.arrivals = 0
 
     # -- requests that never reach a model ----------------------------------------------------------------------
     def before(self, request: dict, user_text: str, arrival_key: str, billed_cost: float) -> tuple | None:
@@ -76,6 +82,9 @@ class OpenRouterProfile:
         if model.startswith("anthropic/") and request.get("temperature") is not None \
                 and request.get("top_p") is not None:
             return _error(400, f"{model}: temperature and top_p cannot both be specified for this model")
+        self.arrivals += 1
+        if self.key_disabled_after is not None and self.arrivals > self.key_disabled_after:
+            return _error(403, "This API key is disabled")
         if self.spend_limit_usd is not None and billed_cost >= self.spend_limit_usd:
             return _error(402, "Insufficient credits. Add more using https://openrouter.ai/settings/credits")
         for needle in self.moderation_prompts:
@@ -121,12 +130,17 @@ class OpenRouterProfile:
             reasons = False
         return reasons, reasons and not reasoning.get("exclude")
 
-    def outcome(self, user_text: str) -> str:
+    def outcome(self, user_text: str, answer_key: str = "") -> str:
         """"" (a normal answer), "content_filter" or "empty": billed answers that are not traces."""
         if any(needle and needle in user_text for needle in self.content_filter_prompts):
             return "content_filter"
         if any(needle and needle in user_text for needle in self.empty_content_prompts):
-            return "empty"
+            if not self.empty_content_times:
+                return "empty"
+            given = self.empty_answers.get(answer_key, 0)
+            if given < self.empty_content_times:
+                self.empty_answers[answer_key] = given + 1
+                return "empty"
         return ""
 
     def message(self, reasoning: str, content: str, returned: bool) -> dict[str, Any]:

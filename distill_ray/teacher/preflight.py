@@ -1,13 +1,14 @@
 """Checks before the bulk of a generate run: the key is accepted, and one real request has the shape training needs.
 
     info = key_info(teacher)        # OpenRouter: GET {base_url}/key -> {"usage", "limit", "limit_remaining", ...}
-    cost = key_check(teacher)       # elsewhere: a 1-token request (its cost is returned, and counted in the ledger)
     check_probe(teacher, rows)      # the first work item's rows: reasoning when required, a finish reason, a cost
 
 `GET /api/v1/key` is OpenRouter's authenticated key endpoint (openrouter.ai/docs/api/api-reference/api-keys/get-current-
 key): a 200 answers `{"data": {"usage", "limit", "limit_remaining", ...}}` in dollars, a 401 means the key is invalid.
-`GET /models` needs no key there, so it proves nothing. The probe is not an extra request: it is the run's first work
-item, sent alone before the others, so its answer is stored and used like every other one.
+`GET /models` needs no key there, so it proves nothing. Where there is no key endpoint, the probe is the key check: it
+is not an extra request but the run's first work item, sent alone before the others, so its answer is stored and used
+like every other one (a 401/403 on it stops the run). An earlier 1-token "key check" request was billed on every run
+and never stored, which the stop-loss benchmark counted as an answer paid and lost; there is no such request now.
 
 Not guaranteed: a key accepted now can run out of credits later (the client stops on 402); `usage` on OpenRouter
 covers every request made with the key, also by other programs, so the start/end difference is only comparable to the
@@ -17,10 +18,8 @@ ledger when nothing else uses the key meanwhile.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from distill_ray.teacher.client import (
-    DUMMY_API_KEY,
     PERMANENT_REASONS,
     FatalTeacherError,
     key_source,
@@ -61,34 +60,6 @@ def key_info(teacher: dict) -> dict | None:
     if not isinstance(data, dict):
         return None
     return {k: data.get(k) for k in ("usage", "limit", "limit_remaining", "is_free_tier", "label")}
-
-
-def key_check(teacher: dict) -> float:
-    """A 1-token request where the provider has no key endpoint; returns its reported cost (0.0 when none or skipped).
-
-    Skipped (0.0) when no key is configured: there is nothing to authenticate.
-    """
-    key = resolve_api_key(teacher)
-    if key == DUMMY_API_KEY:
-        return 0.0
-    import httpx2
-
-    url = teacher["base_url"].rstrip("/") + "/chat/completions"
-    body: dict[str, Any] = {"model": teacher["model"], "messages": [{"role": "user", "content": "Say OK."}],
-                            "max_tokens": 1}
-    try:
-        response = httpx2.post(url, headers=_headers(key), json=body, timeout=KEY_TIMEOUT_S)
-    except Exception:
-        return 0.0
-    if response.status_code in (401, 403):
-        raise FatalTeacherError(f"teacher {teacher['name']!r}: the provider refused the API key (HTTP "
-                                f"{response.status_code} on a 1-token request); check {key_source(teacher)}")
-    try:
-        usage = response.json().get("usage") or {}
-    except (ValueError, AttributeError):
-        return 0.0
-    cost = usage.get("cost") if isinstance(usage, dict) else None
-    return float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else 0.0
 
 
 def check_probe(teacher: dict, rows: list[dict]) -> dict:

@@ -174,7 +174,7 @@ class _Counters:
             return {
                 "requests": self.requests, "status": {str(k): v for k, v in self.status.items()},
                 "faults": dict(self.faults), "billed": dict(self.billed), "billed_responses": sum(self.billed.values()),
-                "billed_cost_usd": self.billed_cost, "max_in_flight": self.max_in_flight,
+                "billed_cost_usd": self.billed_cost, "max_in_flight": self.max_in_flight, "in_flight": self.in_flight,
                 "first_request_at": self.first_request_at, "last_response_at": self.last_response_at,
             }
 
@@ -360,7 +360,7 @@ class TeacherServer:
             if max_tokens:
                 reasoning, content, cut = _cut(reasoning, content, int(max_tokens))
                 finish = "length" if cut else finish
-            outcome = self.profile.outcome(user) if self.profile is not None else ""
+            outcome = self.profile.outcome(user, f"{ckey}:{index}") if self.profile is not None else ""
             if outcome:
                 content = ""
                 finish = "content_filter" if outcome == "content_filter" else finish

@@ -158,6 +158,23 @@ def test_failed_batch_and_permanent_verdicts_keep_their_reasons(server_factory, 
     assert server.duplicates() == {}
 
 
+def test_an_empty_answer_is_asked_again_in_a_later_batch(server_factory, problems, tmp_path):
+    server = server_factory(teachers=TEACHERS, profile={"empty_content_prompts": [problems[2]["prompt"]],
+                                                        "empty_content_times": 1, "batches": {}})
+    summary = run(problems, teacher(server.base_url, empty_retries=2), tmp_path, probe=False)
+    assert summary["ok"] == 12 and summary["empty_retried"] == 1  # the online rule, as in test_openrouter
+    assert server.billed() == 12 + 1  # the empty answer was billed once and asked again once, nothing else twice
+
+
+def test_an_always_empty_answer_is_permanent_after_the_retries(server_factory, problems, tmp_path):
+    server = server_factory(teachers=TEACHERS, profile={"empty_content_prompts": [problems[2]["prompt"]],
+                                                        "batches": {}})
+    summary = run(problems, teacher(server.base_url, empty_retries=2), tmp_path, probe=False)
+    by_id = {r["problem_id"]: r for r in rows(tmp_path)}
+    assert by_id[problems[2]["id"]]["failure"] == "empty_content" and by_id[problems[2]["id"]]["permanent"]
+    assert summary["empty_retried"] == 2 and summary["ok"] == 11
+
+
 def test_budget_holds_on_the_worst_case(server_factory, problems, tmp_path):
     priced = {R1: {**TEACHERS[R1], "price_in_per_mtok": 1.0, "price_out_per_mtok": 100.0}}
     server = server_factory(teachers=priced, profile={"batches": {"complete_after_s": 0.2}})

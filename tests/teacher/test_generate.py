@@ -201,10 +201,8 @@ def test_the_request_on_the_wire(server_factory, problems, teacher_config, tmp_p
                              sampling={"max_tokens": 777, "temperature": 0.6, "top_p": 0.95})
     summary = generate_traces(problems[:3], "c", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
                               progress_interval_s=0, use_ray=False)
-    key_checks = [entry for entry in seen if entry[2]["max_tokens"] == 1]  # the authenticated 1-token pre-flight
-    seen = [entry for entry in seen if entry[2]["max_tokens"] != 1]
-    assert len(key_checks) == 1 and key_checks[0][1]["authorization"] == "Bearer sk-wire-0123456789"
-    assert summary["ok"] == 6 and len(seen) == 6
+    # no paid 1-token key check: the probe (the first work item, stored like every answer) authenticates the key
+    assert summary["ok"] == 6 and len(seen) == 6 and server.billed() == 6
     prompts = {p["prompt"] for p in problems[:3]}
     indices = []
     for path, headers, body in seen:
@@ -218,3 +216,17 @@ def test_the_request_on_the_wire(server_factory, problems, teacher_config, tmp_p
         assert body["messages"][0]["role"] == "user" and body["messages"][0]["content"] in prompts
         indices.append(int(headers["x-distill-sample-index"]))
     assert sorted(indices) == [0, 0, 0, 1, 1, 1]
+
+
+def test_the_key_check_bills_nothing_that_is_not_stored(server_factory, problems, teacher_config, tmp_path,
+                                                        monkeypatch):
+    from distill_ray.teacher.cache import ResponseCache
+
+    server = server_factory(api_key="sk-right-0123456789")  # not OpenRouter: no GET /key, the probe checks the key
+    monkeypatch.setenv("DISTILL_TEST_KEY", "sk-right-0123456789")
+    teacher = teacher_config(server.base_url, api_key_env="DISTILL_TEST_KEY")
+    for _ in range(2):  # a run and its resume: neither pays for a check of its own
+        generate_traces(problems[:4], "c", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
+                        progress_interval_s=0, use_ray=False)
+    stored = [ResponseCache(str(tmp_path / "c"), ns).load() for ns in os.listdir(tmp_path / "c")]
+    assert server.billed() == 4 == sum(len(records) for records in stored) and server.duplicates() == {}

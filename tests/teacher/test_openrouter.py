@@ -137,7 +137,17 @@ def test_content_filter_and_empty_content_are_permanent_failures(openrouter, pro
     assert by_id[problems[1]["id"]]["permanent"] and by_id[problems[1]["id"]]["status"] == "failed"
     again = run(problems, teacher(server.base_url, R1), tmp_path)
     assert again["requests"] == 0 and again["failure_reasons"] == summary["failure_reasons"]
-    assert server.duplicates() == {}
+    assert summary["empty_retried"] == 2 and server.billed() == 10 + 2  # permanent only after the two retries
+
+
+def test_an_empty_answer_is_retried_and_the_next_answer_kept(openrouter, problems, tmp_path):
+    server = openrouter({"empty_content_prompts": [problems[1]["prompt"]], "empty_content_times": 1})
+    summary = run(problems, teacher(server.base_url, R1, empty_retries=2), tmp_path)
+    assert summary["ok"] == 10 and summary["complete"] and summary["empty_retried"] == 1
+    assert server.billed() == 11  # the empty answer was billed; its cost is in the ledger and the cache
+    assert summary["cost_usd"] == pytest.approx(server.counters()["billed_cost_usd"])
+    row = next(r for r in rows(tmp_path) if r["problem_id"] == problems[1]["id"])
+    assert row["content"] and row["attempts"] == 2
 
 
 def test_403_moderation_fails_that_row_and_the_run_goes_on(openrouter, problems, tmp_path):
@@ -266,3 +276,26 @@ def test_the_seed_teachers_get_reasoning_traces(server_factory, problems, tmp_pa
         assert summary["ok"] == 10 and summary["complete"] and summary["probe"]["reasoning_present"], summary
         # Sonnet runs in batch mode: its rows are part files, read like every other layout
         assert all(r["reasoning"] and r["content"] for r in read_traces(os.path.join(tmp_path, name)))
+
+
+def test_a_402_waits_for_the_requests_already_admitted_and_stores_every_billed_answer(openrouter, tmp_path):
+    many = make_problems("math", "train", 24, seed=4)
+    server = openrouter(faults={"latency_s": 0.3})
+    one = generate_traces(many[:1], "t", teacher(server.base_url, R1), str(tmp_path / "one"),
+                          cache_dir=str(tmp_path / "c1"), progress_interval_s=0, use_ray=False)["cost_usd"]
+    server.reset()
+    server.set_spend_limit(one * 2.5)  # eight requests are admitted together; the next arrivals get the 402
+    with pytest.raises(CreditsExhausted):
+        run(many, teacher(server.base_url, R1, concurrency=8), tmp_path, probe=False)
+    stored = [r for r in rows(tmp_path) if r["status"] == "ok"]
+    assert len(stored) == server.billed() >= 3  # paid after the 402 arrived, and stored all the same
+
+
+def test_a_key_refused_mid_run_waits_for_the_admitted_requests_then_raises(openrouter, tmp_path):
+    many = make_problems("math", "train", 24, seed=4)
+    server = openrouter({"key_disabled_after": 10}, faults={"latency_s": 0.3})
+    with pytest.raises(FatalTeacherError, match="refused"):
+        run(many, teacher(server.base_url, R1, concurrency=8), tmp_path, probe=False)
+    stored = [r for r in rows(tmp_path) if r["status"] == "ok"]
+    assert len(stored) == server.billed() == 10 and server.counters()["status"].get("403", 0) >= 1
+    assert all(r["failure"] == "fatal" for r in rows(tmp_path) if r["status"] != "ok")

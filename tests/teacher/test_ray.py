@@ -81,6 +81,22 @@ def test_actors_stop_together_on_402_and_a_top_up_pays_only_for_the_rest(ray_clu
     assert server.duplicates() == {} and server.billed() == len(problems) - 1
 
 
+def test_a_key_refused_mid_run_stops_the_pipeline_after_storing_what_was_billed(ray_cluster, server_factory,
+                                                                                problems, teacher_config, tmp_path):
+    from distill_ray.teacher.client import FatalTeacherError
+
+    model = "deepseek/r1-sim"
+    server = server_factory(teachers={model: {"style": "verbose", "correct_rate": 0.5}},
+                            profile={"key_disabled_after": 12}, faults={"latency_s": 0.2})
+    teacher = teacher_config(server.base_url, model, provider="openrouter", actors=2, concurrency=8)
+    with pytest.raises(FatalTeacherError, match="refused"):
+        generate_traces(problems, "r1", teacher, str(tmp_path / "o"), cache_dir=str(tmp_path / "c"),
+                        progress_interval_s=0, pipeline="data")
+    rows = read_traces(str(tmp_path / "o"))
+    assert len([r for r in rows if r["status"] == "ok"]) == server.billed() == 12  # every billed answer stored
+    assert {r["failure"] for r in rows if r["status"] != "ok"} == {"fatal"}
+
+
 _SAME = ("problem_id", "sample_index", "status", "text", "content", "reasoning", "finish_reason", "failure",
          "prompt_tokens", "completion_tokens")
 
