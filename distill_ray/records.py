@@ -58,6 +58,41 @@ class Trace(TypedDict):
     response_id: str
     status: Literal["ok", "failed"]
     error: str
+    failure: str  # a failed row's cause ("" when ok), e.g. "http_429", "empty_answer", "budget"
+    permanent: bool  # a failed row that asking again would not fix (refused prompt, bad request)
+    reasoning_encrypted: int  # reasoning blocks the provider returned encrypted (their text is not in `reasoning`)
+    cost_source: str  # where cost_usd came from ("" when not priced)
+
+
+class TraceRow(Trace):
+    """A trace as the teacher client builds it and a teacher actor or Ray Data UDF hands back (`teacher/parts.py`
+    stores the Trace fields, in Trace's order, as the Parquet columns)."""
+
+    from_cache: NotRequired[bool]  # answered from the response cache (counted, never stored)
+
+
+class WorkProblem(TypedDict):
+    """The part of a Problem a teacher needs."""
+
+    id: str
+    domain: str
+    prompt: str
+
+
+class WorkSample(TypedDict):
+    """One sample of a work item: its index and the cached responses found for it (None: not cached yet)."""
+
+    index: int
+    base: dict | None  # the cached response at sampling.max_tokens (teacher.cache's record)
+    retry: dict | None  # the cached retry at retry_max_tokens_cap (truncation_policy "retry", base was cut short)
+
+
+class TeacherWorkItem(TypedDict):
+    """A problem and its samples still to answer: what the generate stage sends to teacher actors and to the Ray
+    Data pipeline (there one JSON string per item, `teacher/dataflow.py`)."""
+
+    problem: WorkProblem
+    samples: list[WorkSample]
 
 
 class VerifiedTrace(Trace):

@@ -51,6 +51,7 @@ from collections import Counter
 from typing import Any
 
 from distill_ray.files import read_json, write_json
+from distill_ray.records import TeacherWorkItem, TraceRow
 from distill_ray.teacher.answers import build_row, classify_choice, failure_record, parse_message
 from distill_ray.teacher.batch_api import (
     BatchError,
@@ -404,7 +405,7 @@ class BatchRunner:
         self.totals["requests"] += len(chosen)
         return (path, ledger), requests[len(chosen):]
 
-    def run(self, items: list[dict]) -> tuple[list[dict], dict]:
+    def run(self, items: list[TeacherWorkItem]) -> tuple[list[TraceRow], dict]:
         """Send `items` (work items of generate.py) in batches; one Trace row per sample, and a ledger snapshot."""
         teacher = self.teacher
         max_cost = teacher.get("max_cost_usd")
@@ -543,8 +544,8 @@ def settle_batches(teacher: dict, cache_dir: str, ns: str, stream: Any = None) -
     return runner.settle()
 
 
-def run_batch_parts(teacher: dict, items: list[dict], output_dir: str, cache_dir: str, ns: str, progress: Any,
-                    stop_event: threading.Event | None) -> tuple[int, int, dict]:
+def run_batch_parts(teacher: dict, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str,
+                    progress: Any, stop_event: threading.Event | None) -> tuple[int, int, dict]:
     """Batch mode writing `part-*.parquet` into OUTPUT_DIR as batches settle (the driver keeps no trace text);
     returns (rows written, rows of them from the cache, snapshot), as the Ray Data pipeline does."""
     from distill_ray.teacher.client import resolve_api_key

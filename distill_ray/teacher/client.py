@@ -55,6 +55,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from distill_ray.records import TeacherWorkItem, TraceRow
 from distill_ray.teacher.answers import (  # noqa: F401  (re-exported: the stage and tests import them from here)
     PERMANENT_REASONS,
     build_row,
@@ -615,7 +616,7 @@ class TeacherClient:
         await asyncio.gather(*(run(g) for g in groups))
         return out
 
-    async def _item(self, item: dict) -> list[dict]:
+    async def _item(self, item: TeacherWorkItem) -> list[TraceRow]:
         problem = item["problem"]
         messages = messages_for(problem["prompt"])
         max_tokens = int(self.teacher["sampling"]["max_tokens"])
@@ -645,7 +646,7 @@ class TeacherClient:
             rows.append(build_row(self.teacher, problem, index, record, from_cache=from_cache))
         return rows
 
-    async def process(self, items: list[dict]) -> list[dict]:
+    async def process(self, items: list[TeacherWorkItem]) -> list[TraceRow]:
         """Answer work items; returns one Trace row per (problem, sample) of the items, in order."""
         self._setup()
         if self.ledger is not None and self._flusher is None:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from distill_ray.records import TeacherWorkItem
 from distill_ray.teacher.cache import CacheIndex, request_key
 from distill_ray.teacher.client import (
     STOP_REASONS,
@@ -59,7 +60,7 @@ class TeacherUDF:
         if not self.ready:
             await self.client.ready()
             self.ready = True
-        items = [json.loads(s) for s in batch["item"]]
+        items: list[TeacherWorkItem] = [json.loads(s) for s in batch["item"]]
         async with self.index_lock:
             # a batch retried after its actor died (Ray Data restarts actors and retries their tasks) finds what the
             # dead actor stored in the cache: those answers are filled in, never sent again
@@ -75,7 +76,7 @@ class TeacherUDF:
         yield {"rows": [len(rows)], "from_cache": [sum(1 for r in rows if r.get("from_cache"))]}
 
 
-def fill_from_cache(index: CacheIndex, teacher: dict, items: list[dict]) -> int:
+def fill_from_cache(index: CacheIndex, teacher: dict, items: list[TeacherWorkItem]) -> int:
     """Give every unsent sample of `items` its stored answer where the cache now has one; returns how many."""
     index.refresh()
     max_tokens = int(teacher["sampling"]["max_tokens"])
@@ -110,7 +111,7 @@ def _fatal_cause(exc: BaseException) -> FatalTeacherError | None:
     return None
 
 
-def run_dataflow(teacher: dict, items: list[dict], output_dir: str, cache_dir: str, ns: str, progress: Any,
+def run_dataflow(teacher: dict, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str, progress: Any,
                  stop_event: threading.Event | None, limiter: Any = None) -> tuple[int, int, dict]:
     """Run the work items through the pipeline; returns (rows written, rows from cache, ledger snapshot)."""
     import ray

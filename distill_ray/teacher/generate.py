@@ -58,7 +58,7 @@ from typing import Any
 
 from distill_ray.config import TeacherConfig
 from distill_ray.files import write_json
-from distill_ray.records import Problem
+from distill_ray.records import Problem, TeacherWorkItem, TraceRow
 from distill_ray.teacher.batch import open_ledgers, run_batch_parts, settle_batches
 from distill_ray.teacher.cache import ResponseCache, namespace, request_key
 from distill_ray.teacher.client import (
@@ -154,14 +154,15 @@ _SINK_ROWS = 250  # rows per part file written from cache hits during a streamin
 
 
 def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
-                sink: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], list[dict], int]:
+                sink: Callable[[list[TraceRow]], None] | None = None
+                ) -> tuple[list[TraceRow], list[TeacherWorkItem], int]:
     """(rows already complete, work items for the clients, how many rows were complete).
 
     `cache` answers `get(key)` (a `CacheIndex`, which reads one record per hit, or a dict). With `sink`, complete rows
     go to it in chunks as they are found and are not returned, so the caller never holds more than a chunk of texts.
     """
-    done_rows: list[dict] = []
-    items: list[dict] = []
+    done_rows: list[TraceRow] = []
+    items: list[TeacherWorkItem] = []
     n_done = 0
     max_tokens = int(teacher["sampling"]["max_tokens"])
     bigger = int(teacher["retry_max_tokens_cap"])
@@ -249,7 +250,7 @@ def _chunks(items: deque, units: int) -> list[dict]:
     return chunk
 
 
-def _stopped_rows(teacher: dict, items: list[dict], reason: str) -> list[dict]:
+def _stopped_rows(teacher: dict, items: list[TeacherWorkItem], reason: str) -> list[TraceRow]:
     message = STOP_REASONS.get(reason, f"{reason}: not sent")
     return [build_row(teacher, it["problem"], s["index"], message) for it in items for s in it["samples"]]
 
@@ -270,7 +271,7 @@ def _make_limiter(teacher: dict, ray_mode: bool) -> Any:
     return limiter
 
 
-def _run_local(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
+def _run_local(teacher: dict, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
                stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     async def main() -> tuple[list, dict]:
         ledger = RunLedger(teacher.get("max_cost_usd"), teacher.get("spent_before_usd") or 0.0)
@@ -338,7 +339,7 @@ def _run_coroutine(coroutine: Any) -> Any:
     return result["value"]
 
 
-def _run_ray(teacher: dict, items: list[dict], cache_dir: str, ns: str, progress: _Progress,
+def _run_ray(teacher: dict, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
              stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     import ray
 

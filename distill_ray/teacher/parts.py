@@ -22,16 +22,14 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from distill_ray.records import Trace, TraceRow
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
 OUTPUT_FILE = "traces.parquet"
 PART_PREFIX = "part-"
-TRACE_COLUMNS = [
-    "problem_id", "domain", "teacher", "model", "sample_index", "prompt", "prompt_hash", "content", "reasoning", "text",
-    "finish_reason", "truncated", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s", "attempts",
-    "response_id", "status", "error", "failure", "permanent", "reasoning_encrypted", "cost_source",
-]
+TRACE_COLUMNS = list(Trace.__annotations__)  # records.Trace names the columns, in their order
 _DEFAULTS = {"failure": "", "permanent": False, "reasoning_encrypted": 0, "cost_source": ""}
 
 
@@ -50,7 +48,7 @@ def trace_schema() -> pa.Schema:
     ])
 
 
-def write_table(path: str, rows: list[dict]) -> None:
+def write_table(path: str, rows: list[TraceRow]) -> None:
     """`rows` as one Parquet file at `path`, atomically: a reader sees the old file or the new one, never half."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -63,7 +61,7 @@ def write_table(path: str, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def write_part(folder: str, rows: list[dict]) -> str:
+def write_part(folder: str, rows: list[TraceRow]) -> str:
     """One part file of finished rows (name unique across processes); returns its path."""
     path = os.path.join(folder, f"{PART_PREFIX}{uuid.uuid4().hex}.parquet")
     write_table(path, rows)
@@ -118,6 +116,6 @@ def iter_trace_columns(folder: str, columns: list[str] | None = None) -> Iterato
         yield from table.to_pylist()
 
 
-def read_traces(folder: str) -> list[dict]:
+def read_traces(folder: str) -> list[Trace]:
     """Every current row of a generate stage's output folder (`traces.parquet` and/or parts), deduplicated."""
     return list(iter_trace_columns(folder))

@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 import time
 
+from distill_ray.records import Trace, TraceRow
 from distill_ray.teacher import generate_traces
-from distill_ray.teacher.parts import OUTPUT_FILE, read_traces, trace_files, write_part, write_table
+from distill_ray.teacher.parts import (
+    OUTPUT_FILE,
+    read_traces,
+    trace_files,
+    trace_schema,
+    write_part,
+    write_table,
+)
 
 
 def _row(pid: str, index: int, status: str, text: str) -> dict:
@@ -39,3 +47,9 @@ def test_an_in_process_run_over_parts_keeps_their_rows_and_removes_them(server_f
     assert summary["paid"] == len(problems) - 10  # the parts' rows were kept (another cache: nothing to reuse there)
     assert [os.path.basename(p) for p in trace_files(out)] == [OUTPUT_FILE]
     assert len(read_traces(out)) == len(problems)
+
+
+def test_records_trace_names_the_stored_columns_in_order():
+    """records.Trace is the one home of the trace row's fields: the Parquet schema follows it, column for column."""
+    assert trace_schema().names == list(Trace.__annotations__)
+    assert set(TraceRow.__annotations__) - set(Trace.__annotations__) == {"from_cache"}  # counted, never stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from distill_ray.records import TeacherWorkItem, WorkProblem, WorkSample
 from distill_ray.teacher import generate_traces
 from distill_ray.teacher.cache import CacheIndex, ResponseCache, namespace
 from distill_ray.teacher.dataflow import fill_from_cache
@@ -46,6 +47,9 @@ def test_work_items_stream_cache_hits_to_a_sink_in_chunks(server_factory, proble
     held, items, n_done = _work_items(problems[:12], spec, {}, index, lambda rows: chunks.append(len(rows)))
     assert held == [] and n_done == 10 and max(chunks) <= 3 + 1 and sum(chunks) == 10
     assert [len(i["samples"]) for i in items] == [1, 1]  # the two problems never answered
+    # the work items that cross to the teacher actors have their schema in records.py
+    assert all(set(i) == set(TeacherWorkItem.__annotations__) and set(i["problem"]) == set(WorkProblem.__annotations__)
+               and all(set(s) == set(WorkSample.__annotations__) for s in i["samples"]) for i in items)
 
 
 def test_a_retried_batch_is_filled_from_what_the_first_try_stored(server_factory, problems, teacher_config,
