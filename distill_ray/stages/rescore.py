@@ -101,7 +101,10 @@ def rescore_experiment(exp_dir: str, *, allow_network_risk: bool = False, write_
         scores = []
         for old in old_scores[folder]:
             items = [r for r in new_rows if r["benchmark"] == old["benchmark"]]
-            scores.append(summarise(old["benchmark"], items, step=old["step"], samples=old["samples"]))
+            score = summarise(old["benchmark"], items, step=old["step"], samples=old["samples"])
+            if "environment" in old:  # re-judging keeps the answers, so the engine that wrote them stays on record
+                score["environment"] = old["environment"]
+            scores.append(score)
         new_scores[folder] = scores
         outputs[ex.responses_file(folder)] = "".join(json.dumps(r) + "\n" for r in new_rows)
         outputs[ex.scores_file(folder)] = json.dumps(scores, indent=1)

@@ -33,7 +33,9 @@ def test_actors_share_one_limiter_and_pay_nothing_twice(ray_cluster, server_fact
                               progress_interval_s=0)
     rows = read_traces(str(tmp_path / "o"))
     assert summary["ok"] == len(rows) == 80 and server.duplicates() == {} and server.billed() == 80
-    assert server.counters()["status"].get("429", 0) <= 2  # two actors, one pace: 50/s under the server's 60/s
+    # two actors, one pace: 50/s under the server's 60/s. Two unshared paces (100/s) would draw ~25 429s here; a few
+    # come from scheduling jitter on a loaded machine (6 seen at load 15), so the bound is well between the two
+    assert server.counters()["status"].get("429", 0) <= 10
     assert summary["errors_by_kind"].get("5xx", 0) > 0 and summary["paid"] == 80
     limiter = ray.get_actor(limiter_name(server.base_url, "sim/concise"), namespace="distill-ray")
     assert ray.get(limiter.state.remote())["granted"] >= 80

@@ -80,7 +80,10 @@ def test_dry_run_prints_host_memory_per_node_type_and_refuses_what_cannot_load(c
               "vocab_size": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
     (tmp_path / "config.json").write_text(json.dumps(config))
     code = main(["sweep", seed, "--dry-run", "--cluster", cluster, f"students.qwen3-30b-a3b.model={tmp_path}",
-                 "students.qwen3-30b-a3b.num_workers=16"])
+                 "students.qwen3-30b-a3b.num_workers=16",
+                 # its vLLM engine (~263 GiB of bf16 weights) on a whole H100 node, so only host memory can refuse
+                 "students.qwen3-30b-a3b.evaluation={actors: 1, gpus: 8, tensor_parallel: 8, cpus: 8, "
+                 "resources: {node_h100: 8}}"])
     err = capsys.readouterr().err
     assert code == 2
     assert "student qwen3-30b-a3b" in err and "at model load on node type gpu-h100x8" in err

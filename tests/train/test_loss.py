@@ -42,7 +42,7 @@ def test_chunked_loss_equals_the_full_logits_loss(student, tmp_path, concise_exa
         loss, grads = _loss_and_grads(setup, mb)
         assert float(loss) == pytest.approx(float(want_loss), rel=1e-6), chunk
         for a, b in zip(grads, want_grads):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # fp32 sums in another order: ~2e-6 seen on the MoE
 
 
 def test_chunked_loss_gradient_of_the_hidden_states_and_a_trainable_head():
