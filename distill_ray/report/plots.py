@@ -40,19 +40,8 @@ def plot_curves(data: dict[str, Any], exp_dir: str) -> list[str]:
                 steps, acc, low, high = zip(*points, strict=True)
                 ax.plot(steps, [100 * a for a in acc], marker="o", label=t["label"])
                 ax.fill_between(steps, [100 * v for v in low], [100 * v for v in high], alpha=0.12)
-            base = data["base"].get(student, {}).get(bench)
-            if base:
-                ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1, label="base")
-            ax.set_title(f"{student} — {benchmark_info(bench).display}")
-            ax.set_xlabel("step")
-            ax.set_ylabel("accuracy (%)")
-            ax.set_ylim(-2, 102)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = os.path.join(exp_dir, f"curves-{student}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+            _finish_axis(ax, data, student, bench, "")
+        paths.append(_save(fig, plt, os.path.join(exp_dir, f"curves-{student}.png")))
     return paths
 
 
@@ -78,17 +67,25 @@ def plot_replicates(data: dict[str, Any], exp_dir: str) -> list[str]:
                                label=f"{g['label']} ({len(g['seeds'])} seeds)")
                 ax.fill_between(steps, [100 * p["min"] for p in points], [100 * p["max"] for p in points],
                                 alpha=0.2, color=line[0].get_color())
-            base = data["base"].get(student, {}).get(bench)
-            if base:
-                ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1, label="base")
-            ax.set_title(f"{student} — {benchmark_info(bench).display}, mean and range over seeds")
-            ax.set_xlabel("step")
-            ax.set_ylabel("accuracy (%)")
-            ax.set_ylim(-2, 102)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = os.path.join(exp_dir, f"replicates-{student}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+            _finish_axis(ax, data, student, bench, ", mean and range over seeds")
+        paths.append(_save(fig, plt, os.path.join(exp_dir, f"replicates-{student}.png")))
     return paths
+
+
+def _finish_axis(ax: Any, data: dict[str, Any], student: str, bench: str, title_suffix: str) -> None:
+    """The base model's accuracy as a dashed line, the title, the axes' labels and range, the legend."""
+    base = data["base"].get(student, {}).get(bench)
+    if base:
+        ax.axhline(100 * base["accuracy"], color="black", linestyle="--", linewidth=1, label="base")
+    ax.set_title(f"{student} — {benchmark_info(bench).display}{title_suffix}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize=7)
+
+
+def _save(fig: Any, plt: Any, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
