@@ -126,10 +126,9 @@ def evaluate_checkpoint(
                 for problem, generation, item in zip(problems, generations, items, strict=True)]
         scores.append(summarise(name, rows, step=step, samples=samples))
         records.extend(rows)
-    if hasattr(engine, "fingerprint"):  # a duck-typed engine (tests) may not know what it is
-        environment = engine.fingerprint()
-        for score in scores:
-            score["environment"] = environment
+    environment = engine.fingerprint()
+    for score in scores:
+        score["environment"] = environment
     if adapter_path and base_responses is not None:
         from distill_ray.evaluate.parity import check_not_base
 

@@ -163,6 +163,10 @@ class GenerationEngine(Protocol):
                            adapter_path: str | None = None) -> list[Generation]:
         ...
 
+    def fingerprint(self) -> Any:
+        """What produced the answers (engine, library versions, dtype, device): recorded in every scores.json."""
+        ...
+
 
 class TransformersBackend:
     """Greedy batched generation with transformers from the base model plus the call's `adapter_path` (None: the base
