@@ -61,11 +61,11 @@ def grow(folder: str, start: int, stop: int, chars: int) -> None:
     """Append answers start..stop-1 as one new segment (as one more run's writer would)."""
     from distill_ray.teacher.cache import ResponseCache, encode_line, namespace, request_key
     from distill_ray.teacher.client import messages_for, sampling_for
-    from distill_ray.teacher.generate import _teacher_dict
+    from distill_ray.teacher.spec import teacher_spec
 
-    spec = _teacher_dict("t", _config())
-    writer = ResponseCache(folder, namespace(spec["cache_url"], MODEL)).writer()
-    sampling = sampling_for(spec, int(spec["sampling"]["max_tokens"]))
+    spec = teacher_spec("t", _config())
+    writer = ResponseCache(folder, namespace(spec.cache_url, MODEL)).writer()
+    sampling = sampling_for(spec, int(spec.sampling["max_tokens"]))
     filler = "".join(chr(97 + (i * 7) % 26) for i in range(997))
     batch: list[bytes] = []
     for i in range(start, stop):
@@ -75,7 +75,7 @@ def grow(folder: str, start: int, stop: int, chars: int) -> None:
                   "reasoning": reasoning, "finish_reason": "stop", "reasoning_encrypted": 0, "prompt_tokens": 20,
                   "completion_tokens": chars // 4, "cost_usd": 0.0001, "cost_source": "provider",
                   "response_id": f"gen-{i}", "latency_s": 1.0, "attempts": 1, "created": time.time()}
-        batch.append(encode_line(request_key(spec["cache_url"], MODEL, messages_for(prompt), sampling, 0), record))
+        batch.append(encode_line(request_key(spec.cache_url, MODEL, messages_for(prompt), sampling, 0), record))
         if len(batch) >= 500:
             writer._write_all(batch)
             batch = []
@@ -86,10 +86,11 @@ def grow(folder: str, start: int, stop: int, chars: int) -> None:
 
 def side(name: str, folder: str, size: int) -> dict:
     from distill_ray.teacher.cache import INDEX_FILE, ResponseCache, namespace
-    from distill_ray.teacher.generate import _teacher_dict, _work_items, paid_in_cache
+    from distill_ray.teacher.generate import _work_items, paid_in_cache
+    from distill_ray.teacher.spec import teacher_spec
 
-    spec = _teacher_dict("t", _config())
-    cache = ResponseCache(folder, namespace(spec["cache_url"], MODEL))
+    spec = teacher_spec("t", _config())
+    cache = ResponseCache(folder, namespace(spec.cache_url, MODEL))
     if name == "index_cold":
         for suffix in ("", "-journal"):
             if os.path.exists(os.path.join(cache.dir, INDEX_FILE + suffix)):

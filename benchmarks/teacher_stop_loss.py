@@ -73,10 +73,10 @@ def child(base_url: str, folder: str, n: int, concurrency: int) -> None:
 
 def _stored(folder: str, base_url: str, concurrency: int) -> int:
     from distill_ray.teacher.cache import ResponseCache, namespace
-    from distill_ray.teacher.generate import _teacher_dict
+    from distill_ray.teacher.spec import teacher_spec
 
-    spec = _teacher_dict("r1", _config(base_url, concurrency))
-    records = ResponseCache(f"{folder}/cache", namespace(spec["cache_url"], MODEL)).load()
+    spec = teacher_spec("r1", _config(base_url, concurrency))
+    records = ResponseCache(f"{folder}/cache", namespace(spec.cache_url, MODEL)).load()
     return sum(1 for key in records if not key.startswith("spend:"))  # answers and billed verdicts alike
 
 

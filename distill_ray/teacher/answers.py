@@ -17,6 +17,8 @@ import json
 import re
 import time
 
+from distill_ray.teacher.spec import TeacherSpec
+
 # failure reasons that a re-run does not retry (the rest are transient); "truncated" is the truncation policy's
 PERMANENT_REASONS = ("content_filter", "empty_content", "invalid_request", "moderation", "no_reasoning", "truncated")
 
@@ -67,7 +69,7 @@ def parse_message(message: dict) -> tuple[str, str, int]:
     return str(reasoning).strip(), content, encrypted
 
 
-def classify_choice(choice: dict, teacher: dict) -> tuple[str, bool] | None:
+def classify_choice(choice: dict, teacher: TeacherSpec) -> tuple[str, bool] | None:
     """(reason, permanent) when a choice of a 200 answer is not a trace; None when it is one."""
     if choice.get("error"):
         return "choice_error", False
@@ -81,7 +83,7 @@ def classify_choice(choice: dict, teacher: dict) -> tuple[str, bool] | None:
     reasoning, content, _ = parse_message(choice["message"])
     if not content:
         return "empty_content", True
-    if teacher.get("require_reasoning") and not reasoning:
+    if teacher.require_reasoning and not reasoning:
         return "no_reasoning", True
     return None
 
@@ -104,11 +106,11 @@ def failure_reason(error: str) -> str:
     return error.partition(":")[0].strip() if error else ""
 
 
-def build_row(teacher: dict, problem: dict, index: int, record: dict | str, from_cache: bool = False) -> dict:
+def build_row(teacher: TeacherSpec, problem: dict, index: int, record: dict | str, from_cache: bool = False) -> dict:
     """A Trace row from a cache record (or a failure reason), applying the truncation policy."""
     row = {
-        "problem_id": problem["id"], "domain": problem.get("domain", ""), "teacher": teacher.get("name", ""),
-        "model": teacher["model"], "sample_index": index, "prompt": problem["prompt"],
+        "problem_id": problem["id"], "domain": problem.get("domain", ""), "teacher": teacher.name,
+        "model": teacher.model, "sample_index": index, "prompt": problem["prompt"],
         "prompt_hash": prompt_hash(problem["prompt"]), "content": "", "reasoning": "", "text": "", "finish_reason": "",
         "truncated": False, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "latency_s": 0.0,
         "attempts": 0, "response_id": "", "status": "failed", "error": "", "failure": "", "permanent": False,
@@ -130,7 +132,7 @@ def build_row(teacher: dict, problem: dict, index: int, record: dict | str, from
         if record.get("failure_metadata"):
             row["error"] += f" {json.dumps(record['failure_metadata'], ensure_ascii=False)[:300]}"
         return row
-    if teacher.get("require_reasoning") and not record["reasoning"] and not truncated:
+    if teacher.require_reasoning and not record["reasoning"] and not truncated:
         # an answer cached before require_reasoning was set
         row.update(common, error="no_reasoning: the answer carries no reasoning", failure="no_reasoning",
                    permanent=True)
@@ -139,9 +141,9 @@ def build_row(teacher: dict, problem: dict, index: int, record: dict | str, from
         common, content=record["content"], reasoning=record["reasoning"],
         text=training_text(record["reasoning"], record["content"]), truncated=truncated, status="ok",
     )
-    if truncated and teacher["truncation_policy"] != "keep":
+    if truncated and teacher.truncation_policy != "keep":
         row["status"] = "failed"
         row["failure"], row["permanent"] = "truncated", True
         row["error"] = "truncated: finish_reason length" + (
-            " after one retry with a larger max_tokens" if teacher["truncation_policy"] == "retry" else "")
+            " after one retry with a larger max_tokens" if teacher.truncation_policy == "retry" else "")
     return row

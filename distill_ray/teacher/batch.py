@@ -61,6 +61,7 @@ from distill_ray.teacher.batch_api import (
 )
 from distill_ray.teacher.cache import ResponseCache, request_key
 from distill_ray.teacher.client import STOP_REASONS, messages_for, request_body, sampling_for
+from distill_ray.teacher.spec import TeacherSpec
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 
@@ -97,7 +98,7 @@ def _worst_prompt_tokens(prompt: str) -> int:
 class BatchRunner:
     """Sends one teacher's requests in batches and settles them into the response cache (driver side, no Ray)."""
 
-    def __init__(self, teacher: dict, cache_dir: str, ns: str, provider: BatchProvider, *,
+    def __init__(self, teacher: TeacherSpec, cache_dir: str, ns: str, provider: BatchProvider, *,
                  stream: Any = None, stop_event: threading.Event | None = None, progress_interval_s: float = 2.0,
                  output_dir: str | None = None):
         self.teacher, self.cache_dir, self.ns, self.provider = teacher, cache_dir, ns, provider
@@ -105,11 +106,11 @@ class BatchRunner:
         self.output_dir = output_dir
         self.written: set[tuple[str, int]] = set()
         self.written_rows = self.written_from_cache = 0
-        self.config = teacher["batch"]
+        self.config = teacher.batch
         self.stream, self.stop_event = stream, stop_event
         self.progress_interval_s = progress_interval_s
         self.factor = float(self.config["price_factor"])
-        self.cache_url = teacher.get("cache_url", teacher["base_url"])
+        self.cache_url = teacher.cache_url
         self.totals: Counter = Counter()
         self.errors: Counter = Counter()
         self.counts: Counter = Counter()  # batches: submitted, completed, failed, expired
@@ -121,7 +122,7 @@ class BatchRunner:
 
     # -- prices -------------------------------------------------------------------------------------------------
     def worst_case_usd(self, prompt: str, max_tokens: int) -> float:
-        price = self.teacher["price"]
+        price = self.teacher.price
         return (_worst_prompt_tokens(prompt) * price["input_per_mtok"] + max_tokens * price["output_per_mtok"]) \
             / 1e6 * self.factor
 
@@ -234,7 +235,7 @@ class BatchRunner:
     def _judge(self, request: dict, response: dict | None, error: dict | None, ledger: dict) -> list:
         """The cache lines for one result (as the online client would write them); records the outcome."""
         key, index, max_tokens = request["key"], int(request["index"]), int(request["max_tokens"])
-        model = self.teacher["model"]
+        model = self.teacher.model
         if error or not isinstance(response, dict):
             error = error if isinstance(error, dict) else {"message": "a result with neither response nor error"}
             code = int(error.get("code") or 0) if str(error.get("code") or "0").isdigit() else 0
@@ -269,7 +270,7 @@ class BatchRunner:
         self.totals["prompt_tokens"] += prompt_tokens
         self.totals["completion_tokens"] += completion_tokens
         verdict = classify_choice(choice, self.teacher)
-        if verdict == ("empty_content", True) and self.empty_tries[key] < int(self.teacher.get("empty_retries", 2)):
+        if verdict == ("empty_content", True) and self.empty_tries[key] < int(self.teacher.empty_retries):
             # the online rule: a billed empty answer is asked again (in a later batch) before it becomes permanent
             self.empty_tries[key] += 1
             self.errors["empty_retried"] += 1
@@ -331,8 +332,8 @@ class BatchRunner:
     def _requests(self, items: list[dict]) -> list[dict]:
         """One request per sample still to send (and per truncated answer the retry policy asks again for)."""
         teacher = self.teacher
-        max_tokens = int(teacher["sampling"]["max_tokens"])
-        bigger = int(teacher["retry_max_tokens_cap"])
+        max_tokens = int(teacher.sampling["max_tokens"])
+        bigger = int(teacher.retry_max_tokens_cap)
         out = []
         for item in items:
             problem = item["problem"]
@@ -343,7 +344,7 @@ class BatchRunner:
 
     def _request(self, problem: dict, index: int, max_tokens: int) -> dict:
         messages = messages_for(problem["prompt"])
-        key = request_key(self.cache_url, self.teacher["model"], messages, sampling_for(self.teacher, max_tokens),
+        key = request_key(self.cache_url, self.teacher.model, messages, sampling_for(self.teacher, max_tokens),
                           index)
         return {"custom_id": f"s{index}-{key[:40]}", "key": key, "problem": problem, "index": index,
                 "max_tokens": max_tokens, "round": 1}
@@ -372,10 +373,10 @@ class BatchRunner:
         if not chosen:
             return None, requests
         tag = f"{self.ns[:8]}-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        price = self.teacher["price"]
+        price = self.teacher.price
         ledger = {
-            "tag": tag, "state": "planned", "batch_id": None, "created": time.time(), "model": self.teacher["model"],
-            "base_url": self.teacher["base_url"], "worst_case_usd": worst,
+            "tag": tag, "state": "planned", "batch_id": None, "created": time.time(), "model": self.teacher.model,
+            "base_url": self.teacher.base_url, "worst_case_usd": worst,
             "price": {"input_per_mtok": price["input_per_mtok"], "output_per_mtok": price["output_per_mtok"],
                       "factor": self.factor},
             "requests": [{"custom_id": r["custom_id"], "key": r["key"], "problem_id": r["problem"]["id"],
@@ -384,7 +385,7 @@ class BatchRunner:
         path = os.path.join(ledger_dir(self.cache_dir, self.ns), f"{tag}.json")
         _write_ledger(path, ledger)  # durable before the POST: a kill during it is found again by the tag
         try:
-            state = self.provider.submit(self.teacher["model"], bodies, tag)
+            state = self.provider.submit(self.teacher.model, bodies, tag)
         except BatchError as exc:
             if not exc.transient:  # refused outright (4xx): nothing was created
                 ledger["state"] = "never_sent"
@@ -408,8 +409,8 @@ class BatchRunner:
     def run(self, items: list[TeacherWorkItem]) -> tuple[list[TraceRow], dict]:
         """Send `items` (work items of generate.py) in batches; one Trace row per sample, and a ledger snapshot."""
         teacher = self.teacher
-        max_cost = teacher.get("max_cost_usd")
-        spent_before = float(teacher.get("spent_before_usd") or 0.0)
+        max_cost = teacher.max_cost_usd
+        spent_before = float(teacher.spent_before_usd or 0.0)
         queue = self._requests(items)
         by_key = {r["key"]: r for r in queue}
         samples = {(it["problem"]["id"], int(sample["index"])): (it["problem"], sample)
@@ -417,8 +418,8 @@ class BatchRunner:
         running: list[tuple[str, dict]] = []
         stopped = ""
         rounds = int(self.config["max_rounds"])
-        retry_policy = teacher["truncation_policy"] == "retry" and \
-            int(teacher["retry_max_tokens_cap"]) > int(teacher["sampling"]["max_tokens"])
+        retry_policy = teacher.truncation_policy == "retry" and \
+            int(teacher.retry_max_tokens_cap) > int(teacher.sampling["max_tokens"])
         while queue or running:
             if self.stop_event is not None and self.stop_event.is_set():
                 stopped = "interrupted"
@@ -429,7 +430,7 @@ class BatchRunner:
                 if submitted is None:
                     if not running:
                         if max_cost is None:
-                            raise ValueError(f"teacher {teacher.get('name')!r}: one request is larger than the "
+                            raise ValueError(f"teacher {teacher.name!r}: one request is larger than the "
                                              "batch byte limit (batch.max_bytes_per_batch)")
                         stopped = "budget"
                     break
@@ -457,9 +458,9 @@ class BatchRunner:
                         queue.append({**request, "round": int(entry["round"]) + 1, "cap": None})
                         asked_again.add(entry["key"])
                     elif retry_policy and isinstance(outcome, dict) and outcome["finish_reason"] == "length" \
-                            and request["max_tokens"] < int(teacher["retry_max_tokens_cap"]):
+                            and request["max_tokens"] < int(teacher.retry_max_tokens_cap):
                         bigger = self._request(request["problem"], request["index"],
-                                               int(teacher["retry_max_tokens_cap"]))
+                                               int(teacher.retry_max_tokens_cap))
                         by_key[bigger["key"]] = bigger
                         queue.append(bigger)
                         asked_again.add(entry["key"])
@@ -495,8 +496,8 @@ class BatchRunner:
     def _rows(self, items: list[dict], stopped: str, running: list[tuple[str, dict]]) -> list[dict]:
         teacher = self.teacher
         in_flight = {entry["key"] for _, ledger in running for entry in ledger["requests"]}
-        max_tokens = int(teacher["sampling"]["max_tokens"])
-        bigger = int(teacher["retry_max_tokens_cap"])
+        max_tokens = int(teacher.sampling["max_tokens"])
+        bigger = int(teacher.retry_max_tokens_cap)
         rows = []
         for item in items:
             problem = item["problem"]
@@ -528,13 +529,13 @@ class BatchRunner:
         self._last_progress = now
         counts = self.counts
         answered = sum(1 for v in self.outcome.values() if isinstance(v, dict))
-        print(f"[generate {self.teacher.get('name', '')} batch] batches: submitted {counts['submitted']}, running "
+        print(f"[generate {self.teacher.name} batch] batches: submitted {counts['submitted']}, running "
               f"{len(running)}, completed {counts['completed']}, failed {counts['failed']}, expired "
               f"{counts['expired']} | answers stored {answered} | ${self.totals['cost_usd']:.4f}",
               file=self.stream, flush=True)
 
 
-def settle_batches(teacher: dict, cache_dir: str, ns: str, stream: Any = None) -> int:
+def settle_batches(teacher: TeacherSpec, cache_dir: str, ns: str, stream: Any = None) -> int:
     """Finish the batches earlier runs submitted for this namespace (none: returns 0 at once, sending nothing)."""
     if not open_ledgers(cache_dir, ns):
         return 0
@@ -544,7 +545,7 @@ def settle_batches(teacher: dict, cache_dir: str, ns: str, stream: Any = None) -
     return runner.settle()
 
 
-def run_batch_parts(teacher: dict, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str,
+def run_batch_parts(teacher: TeacherSpec, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str,
                     progress: Any, stop_event: threading.Event | None) -> tuple[int, int, dict]:
     """Batch mode writing `part-*.parquet` into OUTPUT_DIR as batches settle (the driver keeps no trace text);
     returns (rows written, rows of them from the cache, snapshot), as the Ray Data pipeline does."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from distill_ray.teacher.client import FatalTeacherError
+from distill_ray.teacher.spec import TeacherSpec
 
 TAG_FIELD = "distill_ray_tag"
 
@@ -132,9 +133,9 @@ class OpenRouterBatches:
                 return
 
 
-def make_provider(teacher: dict, api_key: str) -> BatchProvider:
+def make_provider(teacher: TeacherSpec, api_key: str) -> BatchProvider:
     """The batch endpoint of a teacher's provider (openrouter, or builtin: the simulator of OpenRouter's)."""
-    if teacher.get("provider") not in ("openrouter", "builtin"):
-        raise ValueError(f"teacher {teacher.get('name')!r}: no batch endpoint is implemented for provider "
-                         f"{teacher.get('provider')!r} (openrouter only)")
-    return OpenRouterBatches(teacher["base_url"], api_key)
+    if teacher.provider not in ("openrouter", "builtin"):
+        raise ValueError(f"teacher {teacher.name!r}: no batch endpoint is implemented for provider "
+                         f"{teacher.provider!r} (openrouter only)")
+    return OpenRouterBatches(teacher.base_url, api_key)

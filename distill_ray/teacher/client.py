@@ -69,6 +69,7 @@ from distill_ray.teacher.answers import (  # noqa: F401  (re-exported: the stage
 )
 from distill_ray.teacher.cache import ResponseCache, SegmentWriter, request_key
 from distill_ray.teacher.ratelimit import AdaptiveWindow
+from distill_ray.teacher.spec import TeacherSpec
 
 SAMPLE_INDEX_HEADER = "X-Distill-Sample-Index"
 DUMMY_API_KEY = "distill-ray-no-key"  # for providers that need no key (builtin, local vLLM)
@@ -123,61 +124,61 @@ def messages_for(prompt: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def reasoning_object(teacher: dict) -> dict | None:
+def reasoning_object(teacher: TeacherSpec) -> dict | None:
     """OpenRouter's `reasoning` request object from the teacher's setting (None: not sent)."""
-    reasoning = teacher.get("reasoning")
+    reasoning = teacher.reasoning
     if not reasoning:
         return None
     return {k: v for k, v in reasoning.items() if v is not None and not (k == "exclude" and not v)}
 
 
-def answer_shaping_fields(teacher: dict, max_tokens: int) -> dict[str, Any]:
+def answer_shaping_fields(teacher: TeacherSpec, max_tokens: int) -> dict[str, Any]:
     """The one builder of what shapes an answer: sampling fields that are set, max_tokens, reasoning, routing, and
     the teacher's extra_body (kept apart here; `request_body` merges it in). The request body and the cache key
     (`sampling_for`) are both made from this, so they cannot disagree."""
-    sampling = teacher["sampling"]
+    sampling = teacher.sampling
     fields: dict[str, Any] = {k: sampling[k] for k in ("temperature", "top_p") if sampling.get(k) is not None}
     fields["max_tokens"] = max_tokens
     if reasoning_object(teacher):
         fields["reasoning"] = reasoning_object(teacher)
-    if teacher.get("provider_routing"):
-        fields["provider"] = teacher["provider_routing"]
-    if teacher.get("extra_body"):
-        fields["extra_body"] = teacher["extra_body"]
+    if teacher.provider_routing:
+        fields["provider"] = teacher.provider_routing
+    if teacher.extra_body:
+        fields["extra_body"] = teacher.extra_body
     return fields
 
 
-def sampling_for(teacher: dict, max_tokens: int) -> dict:
+def sampling_for(teacher: TeacherSpec, max_tokens: int) -> dict:
     """The request parameters that shape an answer, as the cache key holds them (extra_body nested, as it always
     was, so stored caches stay valid)."""
     return answer_shaping_fields(teacher, max_tokens)
 
 
-def request_body(teacher: dict, messages: list, n: int, max_tokens: int) -> dict:
+def request_body(teacher: TeacherSpec, messages: list, n: int, max_tokens: int) -> dict:
     """The JSON body of one chat completion: the answer-shaping fields, with extra_body merged on top."""
     fields = answer_shaping_fields(teacher, max_tokens)
     extra = fields.pop("extra_body", None) or {}
-    body: dict[str, Any] = {"model": teacher["model"], "messages": messages, **fields}
+    body: dict[str, Any] = {"model": teacher.model, "messages": messages, **fields}
     if n > 1:
         body["n"] = n
     body.update(extra)
     return body
 
 
-def key_source(teacher: dict) -> str:
+def key_source(teacher: TeacherSpec) -> str:
     """Where the key comes from, for messages (never the key itself)."""
-    if teacher.get("api_key_file"):
-        return f"the file named by api_key_file ({teacher['api_key_file']})"
-    if teacher.get("api_key_env"):
-        return f"the environment variable {teacher['api_key_env']}"
+    if teacher.api_key_file:
+        return f"the file named by api_key_file ({teacher.api_key_file})"
+    if teacher.api_key_env:
+        return f"the environment variable {teacher.api_key_env}"
     return "no key is configured (api_key_env / api_key_file)"
 
 
-def resolve_api_key(teacher: dict) -> str:
+def resolve_api_key(teacher: TeacherSpec) -> str:
     """The key from `api_key_file` or `os.environ[api_key_env]`; a dummy key when none is needed; FatalTeacherError
     when it is missing. The message names the variable or file, never the value."""
-    name = teacher.get("name", teacher["model"])
-    path = teacher.get("api_key_file")
+    name = teacher.name
+    path = teacher.api_key_file
     if path:
         try:
             with open(os.path.expanduser(path), encoding="utf-8") as handle:
@@ -188,7 +189,7 @@ def resolve_api_key(teacher: dict) -> str:
         if not value:
             raise FatalTeacherError(f"teacher {name!r}: api_key_file {path} is empty; nothing was sent")
         return value
-    env = teacher.get("api_key_env")
+    env = teacher.api_key_env
     if not env:
         return DUMMY_API_KEY
     value = os.environ.get(env, "")
@@ -270,7 +271,7 @@ async def _call(target: Any, method: str, *args: Any) -> Any:
 class TeacherClient:
     """Sends one teacher's requests; a plain class, made a Ray actor by `generate_traces`."""
 
-    def __init__(self, teacher: dict, concurrency: int, cache_dir: str, cache_ns: str,
+    def __init__(self, teacher: TeacherSpec, concurrency: int, cache_dir: str, cache_ns: str,
                  limiter: Any = None, ledger: Any = None, limiter_chunk: int = 1):
         self.teacher = teacher
         self.concurrency = max(1, concurrency)
@@ -286,12 +287,12 @@ class TeacherClient:
         self._delta_totals: Counter = Counter()
         self._delta_errors: Counter = Counter()
         self._unflushed_cost = 0.0
-        self._spent_view = float(teacher.get("spent_before_usd") or 0.0)
+        self._spent_view = float(teacher.spent_before_usd or 0.0)
         self._stopped = ""
         self._stop_to_send = ""
         self._fatal_message = ""
         self._flusher: asyncio.Task | None = None
-        self._avg_completion = float(min(teacher["sampling"]["max_tokens"], 1024))
+        self._avg_completion = float(min(teacher.sampling["max_tokens"], 1024))
         self._rng = random.Random()
 
     # -- setup --------------------------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class TeacherClient:
         import openai
         from openai import AsyncOpenAI
 
-        timeout_s = float(self.teacher["request_timeout_s"])
+        timeout_s = float(self.teacher.request_timeout_s)
         # the pool must hold the whole window, or requests would queue (and time out) inside the HTTP client
         limits = httpx2.Limits(max_connections=self.concurrency + 8, max_keepalive_connections=self.concurrency + 8)
         timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 30.0))
@@ -314,7 +315,7 @@ class TeacherClient:
             http_client = openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
         except ImportError:
             http_client = httpx2.AsyncClient(limits=limits, timeout=timeout)
-        self._client = AsyncOpenAI(api_key=resolve_api_key(self.teacher), base_url=self.teacher["base_url"],
+        self._client = AsyncOpenAI(api_key=resolve_api_key(self.teacher), base_url=self.teacher.base_url,
                                    max_retries=0, timeout=timeout_s, http_client=http_client)
         self._writer = ResponseCache(self.cache_dir, self.cache_ns).writer()
         self._window = AdaptiveWindow(self.concurrency)
@@ -372,7 +373,7 @@ class TeacherClient:
         """Why no new request may start ("" when one may)."""
         if self._stopped:
             return self._stopped
-        cap = self.teacher.get("max_cost_usd")
+        cap = self.teacher.max_cost_usd
         if cap is not None and self._spent_view + self._unflushed_cost >= cap:
             return "budget"
         return ""
@@ -414,7 +415,7 @@ class TeacherClient:
         except openai.APITimeoutError as exc:
             if _disconnected(exc):  # the aiohttp transport reports a dropped connection as a connect timeout
                 raise _Retryable("connection", f"connection dropped: {_root(exc)!r}"[:200]) from None
-            raise _Retryable("timeout", f"no answer within {self.teacher['request_timeout_s']} s") from None
+            raise _Retryable("timeout", f"no answer within {self.teacher.request_timeout_s} s") from None
         except openai.APIConnectionError as exc:
             raise _Retryable("connection", f"connection failed: {exc.__cause__ or exc}") from None
         latency = time.monotonic() - started
@@ -440,7 +441,7 @@ class TeacherClient:
         """Send until answered or out of attempts; one cache record (durably written) or transient reason per index."""
         assert self._window is not None and self._writer is not None
         attempts = empties = 0
-        max_attempts = int(self.teacher["max_retries"]) + 1
+        max_attempts = int(self.teacher.max_retries) + 1
         while True:
             attempts += 1
             if self._over_budget():
@@ -457,7 +458,7 @@ class TeacherClient:
                     if verdict is not None and not verdict[1]:
                         await self._spend_only(body)  # whatever a non-answer was billed still counts
                         raise _Retryable(verdict[0], f"the answer is not a trace ({verdict[0]})")
-                    if verdict == ("empty_content", True) and empties < int(self.teacher.get("empty_retries", 2)):
+                    if verdict == ("empty_content", True) and empties < int(self.teacher.empty_retries):
                         # a billed empty answer is usually followed by a real one: ask again, within its own bound
                         empties += 1
                         await self._spend_only(body)
@@ -513,15 +514,15 @@ class TeacherClient:
                              attempts: int) -> dict:
         """Cache a permanent verdict (a 400, a moderation flag) under the request's key, so a re-run keeps it."""
         assert self._writer is not None
-        record = failure_record(self.teacher["model"], index, max_tokens, exc.kind, str(exc), exc.detail, attempts)
-        key = request_key(self.teacher.get("cache_url", self.teacher["base_url"]), self.teacher["model"], messages,
+        record = failure_record(self.teacher.model, index, max_tokens, exc.kind, str(exc), exc.detail, attempts)
+        key = request_key(self.teacher.cache_url, self.teacher.model, messages,
                           sampling_for(self.teacher, max_tokens), index)
         await self._writer.put(key, record)
         return record
 
     def _backoff(self, attempt: int) -> float:
-        base = float(self.teacher["retry_base_delay_s"])
-        cap = float(self.teacher["retry_max_delay_s"])
+        base = float(self.teacher.retry_base_delay_s)
+        cap = float(self.teacher.retry_max_delay_s)
         return self._rng.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
     def _usage(self, body: dict) -> tuple[int, int, float, str]:
@@ -532,7 +533,7 @@ class TeacherClient:
         reported_cost = usage.get("cost")
         if isinstance(reported_cost, (int, float)) and not isinstance(reported_cost, bool):
             return prompt_tokens, completion_total, float(reported_cost), "provider"
-        price = self.teacher["price"]
+        price = self.teacher.price
         cost = (prompt_tokens * price["input_per_mtok"] + completion_total * price["output_per_mtok"]) / 1e6
         return prompt_tokens, completion_total, cost, "price_table"
 
@@ -548,7 +549,7 @@ class TeacherClient:
         for pos, (choice, (reasoning, content, encrypted)) in enumerate(zip(choices, parsed, strict=True)):
             share = lengths[pos] / total_len if len(choices) > 1 else 1.0
             record = {
-                "model": self.teacher["model"], "sample_index": indices[pos], "max_tokens": max_tokens,
+                "model": self.teacher.model, "sample_index": indices[pos], "max_tokens": max_tokens,
                 "content": content, "reasoning": reasoning, "finish_reason": str(choice.get("finish_reason") or ""),
                 "reasoning_encrypted": encrypted,
                 "prompt_tokens": prompt_tokens, "completion_tokens": round(completion_total * share),
@@ -566,7 +567,7 @@ class TeacherClient:
             if verdict is not None:
                 record.update(failure=verdict[0], failure_detail=f"finish_reason {record['finish_reason']!r}, "
                               f"{len(content)} characters of content, {len(reasoning)} of reasoning")
-            key = request_key(self.teacher.get("cache_url", self.teacher["base_url"]), self.teacher["model"], messages,
+            key = request_key(self.teacher.cache_url, self.teacher.model, messages,
                               sampling, indices[pos])
             await self._writer.put(key, record)
             records.append(record)
@@ -576,7 +577,7 @@ class TeacherClient:
         self._count(paid=1, prompt_tokens=prompt_tokens, completion_tokens=completion_total)
         if completion_total:
             self._avg_completion = 0.9 * self._avg_completion + 0.1 * completion_total / max(1, len(choices))
-        if self.limiter is not None and self.teacher.get("max_tokens_per_minute"):
+        if self.limiter is not None and self.teacher.max_tokens_per_minute:
             estimate = (self._avg_completion + 200) * 1
             asyncio.ensure_future(_call(self.limiter, "adjust_tokens", prompt_tokens + completion_total - estimate))
         return records
@@ -619,14 +620,14 @@ class TeacherClient:
     async def _item(self, item: TeacherWorkItem) -> list[TraceRow]:
         problem = item["problem"]
         messages = messages_for(problem["prompt"])
-        max_tokens = int(self.teacher["sampling"]["max_tokens"])
+        max_tokens = int(self.teacher.sampling["max_tokens"])
         results: dict[int, dict | str] = {s["index"]: s["base"] for s in item["samples"] if s.get("base") is not None}
         sent = [s["index"] for s in item["samples"] if s.get("base") is None]
-        results.update(await self._samples(messages, sent, max_tokens, bool(self.teacher.get("n_in_one_request"))))
+        results.update(await self._samples(messages, sent, max_tokens, bool(self.teacher.n_in_one_request)))
         retried: dict[int, dict | str] = {}
         need: list[int] = []
-        bigger = int(self.teacher["retry_max_tokens_cap"])
-        if self.teacher["truncation_policy"] == "retry" and bigger > max_tokens:
+        bigger = int(self.teacher.retry_max_tokens_cap)
+        if self.teacher.truncation_policy == "retry" and bigger > max_tokens:
             for sample in item["samples"]:
                 record = results.get(sample["index"])
                 if isinstance(record, dict) and record["finish_reason"] == "length":
@@ -682,10 +683,10 @@ def _error_object(exc: Any) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _status_error(teacher: dict, exc: Any) -> Exception:
+def _status_error(teacher: TeacherSpec, exc: Any) -> Exception:
     """What an HTTP error status means for this request, this row and the run."""
     status = exc.status_code
-    name = teacher.get("name", teacher["model"])
+    name = teacher.name
     error = _error_object(exc)
     metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
     retry_after = _retry_after(exc.response.headers)

@@ -43,12 +43,13 @@ from distill_ray.teacher.client import (
     sampling_for,
 )
 from distill_ray.teacher.parts import write_part
+from distill_ray.teacher.spec import TeacherSpec
 
 
 class TeacherUDF:
     """Ray Data callable class: one `TeacherClient` per actor; each batch's rows go to a part file."""
 
-    def __init__(self, teacher: dict, concurrency: int, cache_dir: str, ns: str, limiter: Any, ledger: Any,
+    def __init__(self, teacher: TeacherSpec, concurrency: int, cache_dir: str, ns: str, limiter: Any, ledger: Any,
                  limiter_chunk: int, output_dir: str):
         self.teacher, self.ledger, self.output_dir = teacher, ledger, output_dir
         self.client = TeacherClient(teacher, concurrency, cache_dir, ns, limiter, ledger, limiter_chunk)
@@ -76,23 +77,23 @@ class TeacherUDF:
         yield {"rows": [len(rows)], "from_cache": [sum(1 for r in rows if r.get("from_cache"))]}
 
 
-def fill_from_cache(index: CacheIndex, teacher: dict, items: list[TeacherWorkItem]) -> int:
+def fill_from_cache(index: CacheIndex, teacher: TeacherSpec, items: list[TeacherWorkItem]) -> int:
     """Give every unsent sample of `items` its stored answer where the cache now has one; returns how many."""
     index.refresh()
-    max_tokens = int(teacher["sampling"]["max_tokens"])
-    bigger = int(teacher["retry_max_tokens_cap"])
-    retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
+    max_tokens = int(teacher.sampling["max_tokens"])
+    bigger = int(teacher.retry_max_tokens_cap)
+    retry = teacher.truncation_policy == "retry" and bigger > max_tokens
     filled = 0
     for item in items:
         messages = messages_for(item["problem"]["prompt"])
         for sample in item["samples"]:
             if sample.get("base") is None:
-                sample["base"] = index.get(request_key(teacher["cache_url"], teacher["model"], messages,
+                sample["base"] = index.get(request_key(teacher.cache_url, teacher.model, messages,
                                                        sampling_for(teacher, max_tokens), sample["index"]))
                 filled += sample["base"] is not None
             base = sample.get("base")
             if retry and base is not None and base["finish_reason"] == "length" and sample.get("retry") is None:
-                sample["retry"] = index.get(request_key(teacher["cache_url"], teacher["model"], messages,
+                sample["retry"] = index.get(request_key(teacher.cache_url, teacher.model, messages,
                                                         sampling_for(teacher, bigger), sample["index"]))
     return filled
 
@@ -111,21 +112,21 @@ def _fatal_cause(exc: BaseException) -> FatalTeacherError | None:
     return None
 
 
-def run_dataflow(teacher: dict, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str, progress: Any,
-                 stop_event: threading.Event | None, limiter: Any = None) -> tuple[int, int, dict]:
+def run_dataflow(teacher: TeacherSpec, items: list[TeacherWorkItem], output_dir: str, cache_dir: str, ns: str,
+                 progress: Any, stop_event: threading.Event | None, limiter: Any = None) -> tuple[int, int, dict]:
     """Run the work items through the pipeline; returns (rows written, rows from cache, ledger snapshot)."""
     import ray
 
-    n_actors = max(1, min(int(teacher["actors"]), len(items)))
-    per_actor = max(1, math.ceil(int(teacher["concurrency"]) / n_actors))
-    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"),
-                                                      teacher.get("spent_before_usd") or 0.0)
+    n_actors = max(1, min(int(teacher.actors), len(items)))
+    per_actor = max(1, math.ceil(int(teacher.concurrency) / n_actors))
+    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.max_cost_usd,
+                                                      teacher.spent_before_usd or 0.0)
     env_vars = {}
-    if teacher.get("api_key_env") and not teacher.get("api_key_file"):
+    if teacher.api_key_env and not teacher.api_key_file:
         from distill_ray.teacher.client import resolve_api_key
 
-        env_vars[teacher["api_key_env"]] = resolve_api_key(teacher)  # other nodes do not inherit the driver's env
-    rate = teacher.get("max_rps") or 0
+        env_vars[teacher.api_key_env] = resolve_api_key(teacher)  # other nodes do not inherit the driver's env
+    rate = teacher.max_rps or 0
     chunk_slots = max(1, math.ceil(rate * 0.1 / n_actors)) if rate else 1
     # One batch per block, and enough tasks queued on each actor to hold twice its window: Ray Data hands a block to
     # the least-loaded ready actor, so an actor that starts late (a loaded node) still gets its share, and each

@@ -47,6 +47,7 @@ lacks as parts 250 rows at a time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import sys
@@ -84,20 +85,9 @@ from distill_ray.teacher.parts import (
 )
 from distill_ray.teacher.preflight import check_probe, key_info
 from distill_ray.teacher.ratelimit import RateLimiter, limiter_name
+from distill_ray.teacher.spec import TeacherSpec, teacher_spec
 
 __all__ = ["OUTPUT_FILE", "TRACE_COLUMNS", "generate_traces", "plan_generation", "paid_in_cache"]
-
-def _teacher_dict(name: str, teacher: TeacherConfig) -> dict:
-    data = teacher.model_dump()
-    data["name"] = name
-    if not data.get("base_url"):
-        raise ValueError(f"teacher {name!r}: no base_url (for provider builtin, pass the teacher server's "
-                         "handle.base_url, e.g. teacher.model_copy(update={'base_url': handle.base_url}))")
-    # The built-in server listens on a fresh port each run; keying its responses by that URL would make every
-    # resume of the embedded default pay again. Its answers depend only on the request, so one identity serves.
-    data["cache_url"] = "builtin://teacher-server" if data.get("provider") == "builtin" else data["base_url"]
-    return data
-
 
 def _estimate_prompt_tokens(prompt: str) -> int:
     # chat wrapping adds a few tokens; ~4 characters per token is the usual rule for English text
@@ -153,7 +143,7 @@ def _write_output(folder: str, rows: list[dict]) -> None:
 _SINK_ROWS = 250  # rows per part file written from cache hits during a streaming resume (~30 MB of 60 KB traces)
 
 
-def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
+def _work_items(problems: list[Problem], teacher: TeacherSpec, kept: dict, cache: Any,
                 sink: Callable[[list[TraceRow]], None] | None = None
                 ) -> tuple[list[TraceRow], list[TeacherWorkItem], int]:
     """(rows already complete, work items for the clients, how many rows were complete).
@@ -164,22 +154,22 @@ def _work_items(problems: list[Problem], teacher: dict, kept: dict, cache: Any,
     done_rows: list[TraceRow] = []
     items: list[TeacherWorkItem] = []
     n_done = 0
-    max_tokens = int(teacher["sampling"]["max_tokens"])
-    bigger = int(teacher["retry_max_tokens_cap"])
-    retry = teacher["truncation_policy"] == "retry" and bigger > max_tokens
+    max_tokens = int(teacher.sampling["max_tokens"])
+    bigger = int(teacher.retry_max_tokens_cap)
+    retry = teacher.truncation_policy == "retry" and bigger > max_tokens
     for problem in problems:
         messages = messages_for(problem["prompt"])
         samples = []
-        for index in range(int(teacher["samples_per_problem"])):
+        for index in range(int(teacher.samples_per_problem)):
             old = kept.get((problem["id"], index))
             if old is not None and old.get("prompt_hash") == prompt_hash(problem["prompt"]):
-                done_rows.append({**old, "teacher": teacher["name"], "from_cache": True})
+                done_rows.append({**old, "teacher": teacher.name, "from_cache": True})
                 continue
-            base = cache.get(request_key(teacher["cache_url"], teacher["model"], messages,
+            base = cache.get(request_key(teacher.cache_url, teacher.model, messages,
                                          sampling_for(teacher, max_tokens), index))
             extra = None
             if base is not None and retry and base["finish_reason"] == "length":
-                extra = cache.get(request_key(teacher["cache_url"], teacher["model"], messages,
+                extra = cache.get(request_key(teacher.cache_url, teacher.model, messages,
                                               sampling_for(teacher, bigger), index))
                 if extra is None:
                     samples.append({"index": index, "base": base, "retry": None})
@@ -250,36 +240,36 @@ def _chunks(items: deque, units: int) -> list[dict]:
     return chunk
 
 
-def _stopped_rows(teacher: dict, items: list[TeacherWorkItem], reason: str) -> list[TraceRow]:
+def _stopped_rows(teacher: TeacherSpec, items: list[TeacherWorkItem], reason: str) -> list[TraceRow]:
     message = STOP_REASONS.get(reason, f"{reason}: not sent")
     return [build_row(teacher, it["problem"], s["index"], message) for it in items for s in it["samples"]]
 
 
-def _make_limiter(teacher: dict, ray_mode: bool) -> Any:
+def _make_limiter(teacher: TeacherSpec, ray_mode: bool) -> Any:
     """The run's pacer: an in-process RateLimiter, or on Ray one named actor per (endpoint, model) for the cluster."""
-    if not (teacher.get("max_rps") or teacher.get("max_tokens_per_minute")):
+    if not (teacher.max_rps or teacher.max_tokens_per_minute):
         return None
     if not ray_mode:
-        return RateLimiter(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
+        return RateLimiter(teacher.max_rps, teacher.max_tokens_per_minute)
     import ray
 
     # detached so it outlives the trial that made it
     limiter = ray.remote(num_cpus=0)(RateLimiter).options(
-        name=limiter_name(teacher["base_url"], teacher["model"]), namespace="distill-ray", get_if_exists=True,
-        lifetime="detached").remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute"))
-    ray.get(limiter.configure.remote(teacher.get("max_rps"), teacher.get("max_tokens_per_minute")))
+        name=limiter_name(teacher.base_url, teacher.model), namespace="distill-ray", get_if_exists=True,
+        lifetime="detached").remote(teacher.max_rps, teacher.max_tokens_per_minute)
+    ray.get(limiter.configure.remote(teacher.max_rps, teacher.max_tokens_per_minute))
     return limiter
 
 
-def _run_local(teacher: dict, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
+def _run_local(teacher: TeacherSpec, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
                stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     async def main() -> tuple[list, dict]:
-        ledger = RunLedger(teacher.get("max_cost_usd"), teacher.get("spent_before_usd") or 0.0)
-        client = TeacherClient(teacher, int(teacher["concurrency"]), cache_dir, ns, limiter, ledger)
+        ledger = RunLedger(teacher.max_cost_usd, teacher.spent_before_usd or 0.0)
+        client = TeacherClient(teacher, int(teacher.concurrency), cache_dir, ns, limiter, ledger)
         pending = deque(items)
         rows: list[dict] = []
-        capacity = 2 * int(teacher["concurrency"])
-        chunk_units = max(1, min(64, int(teacher["concurrency"]) // 4))
+        capacity = 2 * int(teacher.concurrency)
+        chunk_units = max(1, min(64, int(teacher.concurrency) // 4))
         running: dict[asyncio.Task, int] = {}
         try:
             while pending or running:
@@ -339,19 +329,19 @@ def _run_coroutine(coroutine: Any) -> Any:
     return result["value"]
 
 
-def _run_ray(teacher: dict, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
+def _run_ray(teacher: TeacherSpec, items: list[TeacherWorkItem], cache_dir: str, ns: str, progress: _Progress,
              stop_event: threading.Event | None, limiter: Any = None) -> tuple[list, dict]:
     import ray
 
-    n_actors = max(1, min(int(teacher["actors"]), len(items)))
-    per_actor = max(1, math.ceil(int(teacher["concurrency"]) / n_actors))
-    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.get("max_cost_usd"),
-                                                      teacher.get("spent_before_usd") or 0.0)
+    n_actors = max(1, min(int(teacher.actors), len(items)))
+    per_actor = max(1, math.ceil(int(teacher.concurrency) / n_actors))
+    ledger = ray.remote(num_cpus=0)(RunLedger).remote(teacher.max_cost_usd,
+                                                      teacher.spent_before_usd or 0.0)
     env_vars = {}
-    if teacher.get("api_key_env") and not teacher.get("api_key_file"):
+    if teacher.api_key_env and not teacher.api_key_file:
         # actors on other nodes do not inherit the driver's environment; the key travels only in the runtime env
-        env_vars[teacher["api_key_env"]] = resolve_api_key(teacher)
-    rate = teacher.get("max_rps") or 0
+        env_vars[teacher.api_key_env] = resolve_api_key(teacher)
+    rate = teacher.max_rps or 0
     chunk_slots = max(1, math.ceil(rate * 0.1 / n_actors)) if rate else 1
     # num_cpus=0: clients wait on the network; reserving CPUs would starve (or deadlock) the sweep's trials
     remote_client = ray.remote(num_cpus=0, max_concurrency=max(64, per_actor * 2))(TeacherClient)
@@ -428,7 +418,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     failure is a row's `error`, with its reason in `failure` and `permanent` saying whether a re-run retries it.
     """
     started = time.monotonic()
-    spec = _teacher_dict(teacher_name, teacher)
+    spec = teacher_spec(teacher_name, teacher)
     if pipeline not in ("data", "actors"):
         raise ValueError(f"pipeline must be 'data' or 'actors', not {pipeline!r}")
     ray_mode = bool(use_ray)
@@ -442,13 +432,13 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     # batch mode writes parts as its batches settle, like the Ray Data pipeline (the driver keeps no trace text)
     streaming = not dry_run and (teacher.mode == "batch" or (ray_mode and pipeline == "data"))
     out_path = os.path.join(output_dir, OUTPUT_FILE)
-    ns = namespace(spec["cache_url"], spec["model"])
-    kept = _read_output(output_dir, spec["model"], light=streaming)
+    ns = namespace(spec.cache_url, spec.model)
+    kept = _read_output(output_dir, spec.model, light=streaming)
     # batches an earlier run submitted are settled first: their requests are never sent again (batch.py)
     settled = 0 if dry_run else settle_batches(spec, cache_dir, ns, progress_stream or sys.stderr)
     cache = ResponseCache(cache_dir, ns).index()  # no record is held: each hit is read from its segment when used
     spent_before = cache.paid_usd()
-    spec["spent_before_usd"] = spent_before
+    spec = dataclasses.replace(spec, spent_before_usd=spent_before)
 
     def to_parts(rows: list[dict]) -> None:  # streaming: cache hits the output lacks become parts now, a chunk a time
         fresh = [r for r in rows if not r.get("_kept")]
@@ -513,7 +503,8 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
             items = items[1:]
             if probe_snapshot.get("stopped") == "credits":
                 items, probe_rows = [], probe_rows + _stopped_rows(spec, items, "credits")
-            spec["spent_before_usd"] = spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0))
+            spec = dataclasses.replace(
+                spec, spent_before_usd=spent_before + float(probe_snapshot["totals"].get("cost_usd", 0.0)))
     n_pending = sum(len(it["samples"]) for it in items)
     progress = _Progress(teacher_name, n_done + len(probe_rows) + n_pending, n_done + len(probe_rows),
                          progress_interval_s, stream, progress_file,
@@ -543,7 +534,7 @@ def generate_traces(problems: list[Problem], teacher_name: str, teacher: Teacher
     snapshot = _merge_snapshots(snapshots)
     progress.maybe(n_new or len(new_rows), snapshot, force=True)
     if streaming:
-        rows: Any = _current_rows(output_dir, problems, int(spec["samples_per_problem"]))
+        rows: Any = _current_rows(output_dir, problems, int(spec.samples_per_problem))
     else:
         order = {p["id"]: i for i, p in enumerate(problems)}
         rows = sorted(done_rows + probe_rows + new_rows,

@@ -25,6 +25,7 @@ from distill_ray.teacher.client import (
     key_source,
     resolve_api_key,
 )
+from distill_ray.teacher.spec import TeacherSpec
 
 KEY_TIMEOUT_S = 20.0
 
@@ -33,23 +34,23 @@ def _headers(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def key_info(teacher: dict) -> dict | None:
+def key_info(teacher: TeacherSpec) -> dict | None:
     """OpenRouter's view of the key (usage, limit, limit_remaining in dollars); None where there is no such endpoint.
 
     Raises FatalTeacherError on 401/403 (the message names the variable or file, never the key).
     """
-    if teacher.get("provider") not in ("openrouter", "builtin"):
+    if teacher.provider not in ("openrouter", "builtin"):
         return None
     key = resolve_api_key(teacher)
     import httpx2
 
-    url = teacher["base_url"].rstrip("/") + "/key"
+    url = teacher.base_url.rstrip("/") + "/key"
     try:
         response = httpx2.get(url, headers=_headers(key), timeout=KEY_TIMEOUT_S)
     except Exception:
         return None  # unreachable now: the requests themselves retry and report it
     if response.status_code in (401, 403):
-        raise FatalTeacherError(f"teacher {teacher['name']!r}: the provider refused the API key (HTTP "
+        raise FatalTeacherError(f"teacher {teacher.name!r}: the provider refused the API key (HTTP "
                                 f"{response.status_code} on GET /key); check {key_source(teacher)}")
     if response.status_code != 200:
         return None
@@ -62,7 +63,7 @@ def key_info(teacher: dict) -> dict | None:
     return {k: data.get(k) for k in ("usage", "limit", "limit_remaining", "is_free_tier", "label")}
 
 
-def check_probe(teacher: dict, rows: list[dict]) -> dict:
+def check_probe(teacher: TeacherSpec, rows: list[dict]) -> dict:
     """Judge the probe's rows; FatalTeacherError when the bulk run would fail the same way for every row.
 
     Fatal: an invalid request (400, e.g. temperature with top_p on an Anthropic model) and, with `require_reasoning`,
@@ -79,7 +80,7 @@ def check_probe(teacher: dict, rows: list[dict]) -> dict:
                                        "accept temperature or top_p, not both), reasoning and extra_body",
                     "no_reasoning": "require_reasoning is set but the answer has no reasoning; set teachers.<t>."
                                     "reasoning (Anthropic models reason only when asked)"}.get(row["failure"], "")
-            raise FatalTeacherError(f"teacher {teacher['name']!r}: the probe request failed ({row['error'][:300]}); "
+            raise FatalTeacherError(f"teacher {teacher.name!r}: the probe request failed ({row['error'][:300]}); "
                                     f"{hint}; nothing else was sent")
     verdict["cost_reported"] = all(r["cost_source"] == "provider" for r in ok) if ok else None
     verdict["permanent"] = [r["failure"] for r in rows if r["failure"] in PERMANENT_REASONS]

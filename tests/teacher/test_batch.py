@@ -20,6 +20,7 @@ from distill_ray.teacher.batch import BatchRunner, ledger_dir, open_ledgers
 from distill_ray.teacher.batch_api import OpenRouterBatches
 from distill_ray.teacher.cache import namespace
 from distill_ray.teacher.parts import read_traces
+from distill_ray.teacher.spec import teacher_spec
 
 R1 = "deepseek/r1-sim"
 TEACHERS = {R1: {"style": "verbose", "correct_rate": 0.6}}
@@ -181,7 +182,7 @@ def test_budget_holds_on_the_worst_case(server_factory, problems, tmp_path):
     # answers cut at max_tokens and priced as the config says, so that what is paid comes close to the worst case
     config = teacher(server.base_url, price={"input_per_mtok": 1.0, "output_per_mtok": 100.0},
                      sampling={"max_tokens": 48}, batch={"max_requests_per_batch": 4})
-    runner = BatchRunner(config.model_dump() | {"name": "r1"}, "", "", None)
+    runner = BatchRunner(teacher_spec("r1", config), "", "", None)
     worst = max(runner.worst_case_usd(p["prompt"], 48) for p in problems)
     config = config.model_copy(update={"max_cost_usd": worst * 5.5})
     summary = run(problems, config, tmp_path, probe=False)
@@ -240,7 +241,7 @@ def test_a_batch_the_provider_no_longer_has_frees_its_requests(batches, problems
     """Past the provider's result retention (or deleted): the ledger settles as gone and its requests go again."""
     server = batches()
     config = teacher(server.base_url)
-    runner = BatchRunner(config.model_dump() | {"name": "r1", "cache_url": server.base_url}, "", "", None)
+    runner = BatchRunner(teacher_spec("r1", config), "", "", None)
     entries = [{k: v for k, v in runner._request(p, 0, 2048).items() if k != "problem"} | {"problem_id": p["id"]}
                for p in problems[:3]]
     folder = ledger_dir(str(tmp_path / "cache"), namespace(server.base_url, R1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from distill_ray.config import TeacherConfig
 from distill_ray.teacher.cache import request_key
 from distill_ray.teacher.client import request_body, sampling_for
-from distill_ray.teacher.generate import _teacher_dict
+from distill_ray.teacher.spec import teacher_spec
 
 MESSAGES = [{"role": "user", "content": "What is 2+3? Put the answer in \\boxed{}."}]
 BUILTIN = TeacherConfig(provider="builtin", model="sim/concise", style="concise", correct_rate=0.9,
@@ -23,8 +23,8 @@ OPENROUTER = TeacherConfig(provider="openrouter", model="anthropic/claude-sonnet
 
 
 def _key(name: str, config: TeacherConfig) -> str:
-    teacher = _teacher_dict(name, config)
-    return request_key(teacher["cache_url"], teacher["model"], MESSAGES, sampling_for(teacher, 4000), 1)
+    teacher = teacher_spec(name, config)
+    return request_key(teacher.cache_url, teacher.model, MESSAGES, sampling_for(teacher, 4000), 1)
 
 
 def test_cache_keys_are_the_ones_computed_on_main() -> None:
@@ -33,8 +33,8 @@ def test_cache_keys_are_the_ones_computed_on_main() -> None:
 
 
 def test_request_bodies_are_the_ones_sent_before() -> None:
-    assert request_body(_teacher_dict("builtin", BUILTIN), MESSAGES, 2, 4000) == {
+    assert request_body(teacher_spec("builtin", BUILTIN), MESSAGES, 2, 4000) == {
         "model": "sim/concise", "messages": MESSAGES, "temperature": 0.7, "top_p": 1.0, "max_tokens": 4000, "n": 2}
-    assert request_body(_teacher_dict("openrouter", OPENROUTER), MESSAGES, 1, 4000) == {
+    assert request_body(teacher_spec("openrouter", OPENROUTER), MESSAGES, 1, 4000) == {
         "model": "anthropic/claude-sonnet-4.5", "messages": MESSAGES, "max_tokens": 4000,
         "reasoning": {"effort": "high"}, "provider": {"order": ["anthropic"]}, "usage": {"include": True}}

@@ -9,7 +9,8 @@ from distill_ray.records import TeacherWorkItem, WorkProblem, WorkSample
 from distill_ray.teacher import generate_traces
 from distill_ray.teacher.cache import CacheIndex, ResponseCache, namespace
 from distill_ray.teacher.dataflow import fill_from_cache
-from distill_ray.teacher.generate import _teacher_dict, _work_items
+from distill_ray.teacher.generate import _work_items
+from distill_ray.teacher.spec import teacher_spec
 
 
 def test_a_resume_reads_the_index_and_never_loads_every_record(server_factory, problems, teacher_config, tmp_path,
@@ -41,9 +42,9 @@ def test_work_items_stream_cache_hits_to_a_sink_in_chunks(server_factory, proble
     generate_traces(problems[:10], "c", teacher, str(tmp_path / "o"), cache_dir=cache, progress_interval_s=0,
                     use_ray=False)
     monkeypatch.setattr(generate_module, "_SINK_ROWS", 3)
-    spec = _teacher_dict("c", teacher)
+    spec = teacher_spec("c", teacher)
     chunks: list[int] = []
-    index = ResponseCache(cache, namespace(spec["cache_url"], spec["model"])).index()
+    index = ResponseCache(cache, namespace(spec.cache_url, spec.model)).index()
     held, items, n_done = _work_items(problems[:12], spec, {}, index, lambda rows: chunks.append(len(rows)))
     assert held == [] and n_done == 10 and max(chunks) <= 3 + 1 and sum(chunks) == 10
     assert [len(i["samples"]) for i in items] == [1, 1]  # the two problems never answered
@@ -57,8 +58,8 @@ def test_a_retried_batch_is_filled_from_what_the_first_try_stored(server_factory
     server = server_factory()
     teacher = teacher_config(server.base_url)
     cache = str(tmp_path / "c")
-    spec = _teacher_dict("c", teacher)
-    ns = namespace(spec["cache_url"], spec["model"])
+    spec = teacher_spec("c", teacher)
+    ns = namespace(spec.cache_url, spec.model)
     index = ResponseCache(cache, ns).index()
     _, items, _ = _work_items(problems[:6], spec, {}, index)  # the batch as the driver listed it: nothing stored
     assert all(s["base"] is None for it in items for s in it["samples"])
