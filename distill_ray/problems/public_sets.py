@@ -130,17 +130,7 @@ def load_mbppplus(path: str | None = None, *, cache_dir: str | None = None) -> l
             spec = build_test_spec(str(row["assertion"]), "assert", str(row["entry_point"]))
         except ValueError as exc:
             raise ProblemSourceError(f"{resolved}:{lineno}: field 'assertion': {exc}") from None
-        problems.append(
-            Problem(
-                id=str(row["task_id"]),
-                domain="code",
-                prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}",
-                answer="",
-                tests=json.dumps(spec),
-                source=source,
-                split="mbppplus",
-            )
-        )
+        problems.append(_mbppplus_problem(row, spec, source))
     return problems
 
 
@@ -157,15 +147,12 @@ def load_mbppplus_evalplus(path: str | None = None, *, cache_dir: str | None = N
         for name in ("base_input", "plus_input"):
             if not isinstance(row[name], list) and row[name] != {}:
                 raise ProblemSourceError(f"{resolved}:{lineno}: field {name!r} must be a list")
-        problems.append(
-            Problem(
-                id=str(row["task_id"]),
-                domain="code",
-                prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}",
-                answer="",
-                tests=json.dumps(evalplus_spec(row)),
-                source=source,
-                split="mbppplus",
-            )
-        )
+        problems.append(_mbppplus_problem(row, evalplus_spec(row), source))
     return problems
+
+
+def _mbppplus_problem(row: dict[str, Any], tests: dict[str, Any], source: str) -> Problem:
+    """One MBPP+ task as a code problem: the task text and our code instruction as the prompt, `tests` as its spec."""
+    return Problem(id=str(row["task_id"]), domain="code",
+                   prompt=f"{mbpp_task_text(str(row['prompt']))}\n\n{DEFAULT_CODE_INSTRUCTION}", answer="",
+                   tests=json.dumps(tests), source=source, split="mbppplus")
