@@ -100,7 +100,7 @@ class EvalWorker:
         recheck = {"items": len(chosen), "identical": sum(rows[i]["response"] == g.text
                                                           for i, g in zip(chosen, again, strict=True)),
                    "seed": seed,
-                   "environment": engine.fingerprint() if hasattr(engine, "fingerprint") else None,
+                   "environment": engine.fingerprint(),
                    "first_environment": first_scores[0].get("environment") if first_scores else None}
         write_json(os.path.join(base_dir, BASE_RECHECK), recheck)
         return recheck
