@@ -196,6 +196,12 @@ def eval_dir_of_trial_folder(trial_folder: str, step: int) -> str:
     return os.path.join(trial_folder, "eval", f"step-{step:06d}")
 
 
+def scored_steps(exp_dir: str, trial: str) -> list[int]:
+    """The checkpoint steps of `trial` whose evaluation has finished (scores written), in step order."""
+    folders = glob.glob(os.path.join(trial_dir(exp_dir, trial), "eval", "step-*"))
+    return sorted(int(os.path.basename(f).split("-")[-1]) for f in folders if is_scored(f))
+
+
 def traces_done_files(exp_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(exp_dir, "traces", "*", "*", DONE)))
 

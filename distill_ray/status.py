@@ -23,7 +23,6 @@ per-teacher dollars of a finished stage are those of its last run (a resumed sta
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import time
@@ -69,21 +68,10 @@ def _teacher_row(exp_dir: str, sweep: dict, teacher: str, domain: str) -> dict[s
     return row
 
 
-def _step_of(folder: str) -> int:
-    return int(os.path.basename(folder).split("-")[-1])
-
-
 def _persisted_steps(exp_dir: str, trial: str) -> list[int]:
-    from distill_ray.train.core import COMPLETE
-    from distill_ray.train.ray_train import RUN_NAME
+    from distill_ray.train.ray_train import persisted_checkpoints
 
-    folders = glob.glob(os.path.join(ex.train_dir(exp_dir, trial), RUN_NAME, "step-*"))
-    return sorted(_step_of(f) for f in folders if os.path.exists(os.path.join(f, COMPLETE)))
-
-
-def _scored_steps(exp_dir: str, trial: str) -> list[int]:
-    folders = glob.glob(os.path.join(ex.trial_dir(exp_dir, trial), "eval", "step-*"))
-    return sorted(_step_of(f) for f in folders if ex.is_scored(f))
+    return [int(os.path.basename(f).split("-")[-1]) for f in persisted_checkpoints(ex.train_dir(exp_dir, trial))]
 
 
 def _accuracies(scores: list[dict]) -> dict[str, float]:
@@ -94,7 +82,7 @@ def _trial_row(exp_dir: str, trial: dict[str, Any], steps: int) -> dict[str, Any
     name = trial["name"]
     folder = ex.trial_dir(exp_dir, name)
     progress = _read_json_or_none(ex.train_progress_file(exp_dir, name)) or {}
-    persisted, scored = _persisted_steps(exp_dir, name), _scored_steps(exp_dir, name)
+    persisted, scored = _persisted_steps(exp_dir, name), ex.scored_steps(exp_dir, name)
     step = max([progress.get("step", 0), *persisted, 0])
     last_scored = scored[-1] if scored else None
     row: dict[str, Any] = {
